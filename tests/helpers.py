@@ -1,0 +1,53 @@
+"""Small helpers shared by the test kinds that drive real components."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+
+import pytest
+import requests
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_component(available: bool, reason: str) -> None:
+    """Skip when a real component is missing locally; fail in CI, where it is mandatory."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and a required component is missing: {reason}")
+    pytest.skip(reason)
+
+
+def require_executable(name: str) -> str:
+    """Path of an executable the test needs (see `require_component` for missing ones)."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
+    require_component(path is not None, f"{name} is not installed")
+    return str(path)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_http(url: str, timeout: float = 30.0, status: int = 200) -> requests.Response:
+    """Poll `url` until it answers with `status`; fail the test with the last error otherwise."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            response = requests.get(url, timeout=2)
+            if response.status_code == status:
+                return response
+            last = f"HTTP {response.status_code}: {response.text[:200]}"
+        except requests.RequestException as error:
+            last = error
+        time.sleep(0.2)
+    pytest.fail(f"{url} did not answer {status} within {timeout}s (last: {last})")

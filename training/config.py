@@ -1,0 +1,111 @@
+"""Training configuration: defaults in code, every field overridable from the environment.
+
+`TrainingConfig.from_env()` reads `TRAINING_<FIELD>` (for example `TRAINING_SEED=7`,
+`TRAINING_FLOOR_ROC_AUC=0.8`, `TRAINING_MODEL_FAMILIES=logistic_regression`). Importing this
+module reads nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_PREFIX = "TRAINING_"
+
+
+class ConfigError(ValueError):
+    """A setting from the environment that cannot be used."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that decides how a model is trained, judged and stored."""
+
+    data_path: Path = Path("data/credit.csv")
+    registry_dir: Path = Path("registry")  # also set by MODEL_REGISTRY, as the service reads it
+    reports_dir: Path = Path("reports")
+
+    # Randomness: one integer seed for the split, the folds and every estimator.
+    seed: int = 42
+    holdout_fraction: float = 0.2
+    cv_folds: int = 5
+
+    # Model selection compares these families by cross-validated ROC AUC on the training
+    # part only. Logistic regression is the interpretable baseline credit scoring expects;
+    # histogram gradient boosting catches interactions a linear model misses. On this
+    # data set (1,000 rows) the linear model usually wins or ties, so it is listed first:
+    # ties go to the simpler model.
+    model_families: tuple[str, ...] = ("logistic_regression", "gradient_boosting")
+    logistic_c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
+    boosting_learning_rates: tuple[float, ...] = (0.03, 0.1)
+    boosting_max_leaf_nodes: tuple[int, ...] = (7, 15)
+    boosting_max_iter: int = 200
+
+    # The decision threshold is chosen on out-of-fold predictions of the training part to
+    # maximise F-beta on the bad class; beta=2 because missing a bad credit costs a lender
+    # far more than refusing a good one (the data set's cost matrix says 5:1).
+    threshold_beta: float = 2.0
+
+    # Gate, absolute floor. The holdout has 200 rows (60 bad); published results on this
+    # data set reach ROC AUC 0.75-0.80, and the holdout AUC has a standard error of about
+    # 0.035, so 0.72 refuses a broken model without refusing an honest retrain.
+    floor_roc_auc: float = 0.72
+    floor_recall_bad: float = 0.60
+    # Gate, champion/challenger: the challenger may be this much worse on holdout ROC AUC
+    # and still be promoted (ties always promote, so identical retrains pass).
+    champion_tolerance: float = 0.01
+
+    # Data validation limits.
+    max_null_fraction: float = 0.0
+    max_duplicate_fraction: float = 0.01
+    min_bad_fraction: float = 0.15
+    max_bad_fraction: float = 0.45
+    min_rows: int = 100
+
+    # Fairness and quality reporting: age bands as right-open intervals [lo, hi).
+    age_band_edges: tuple[int, ...] = (18, 26, 36, 51, 120)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object
+                 ) -> "TrainingConfig":
+        """Build a config from defaults, then `TRAINING_*` variables, then `overrides`."""
+        environ = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, object] = {}
+        for item in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + item.name.upper())
+            if raw is not None:
+                values[item.name] = _parse(item.name, raw, hints[item.name])
+        if "registry_dir" not in values and environ.get("MODEL_REGISTRY"):
+            values["registry_dir"] = Path(environ["MODEL_REGISTRY"])
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain JSON-ready view of the settings, recorded in every model card."""
+        result: dict[str, object] = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            result[item.name] = list(value) if isinstance(value, tuple) else (
+                str(value) if isinstance(value, Path) else value)
+        return result
+
+
+def _parse(name: str, raw: str, hint: object) -> object:
+    """Convert one environment string to the field's declared type."""
+    try:
+        origin = typing.get_origin(hint)
+        if origin is tuple:
+            item_type = typing.get_args(hint)[0]
+            return tuple(item_type(part.strip()) for part in raw.split(",") if part.strip())
+        if hint is Path:
+            return Path(raw)
+        if hint in (int, float, str):
+            return hint(raw)  # type: ignore[operator]
+    except ValueError as error:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {error}") from None
+    raise ConfigError(f"{ENV_PREFIX}{name.upper()}: unsupported setting type {hint!r}")

@@ -1,0 +1,179 @@
+"""A file-system model registry: immutable versions and an atomically switched pointer.
+
+Layout::
+
+    registry/
+      <version>/model.joblib, model.json   written once, then read-only
+      production                            the serving version's name, replaced atomically
+      history.jsonl                         every promotion and rollback, appended
+
+Readers (the web service) only read `production` and a version directory, so they need no
+lock; writers take `registry/.lock` so that two pipelines cannot interleave a promotion.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from training.artifact import (CARD_FILE, MODEL_FILE, LoadedModel, atomic_write, load_artifact,
+                               read_card, write_card)
+
+logger = logging.getLogger(__name__)
+
+POINTER_FILE = "production"
+HISTORY_FILE = "history.jsonl"
+LOCK_FILE = ".lock"
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class RegistryError(Exception):
+    """A registry operation that cannot be carried out, with the reason."""
+
+
+def new_version_name(card: dict[str, Any]) -> str:
+    """A sortable, unique version name: UTC time of creation and the artifact's short hash."""
+    created = datetime.fromisoformat(card["created_at"]).astimezone(timezone.utc)
+    return f"{created:%Y%m%dT%H%M%SZ}-{card['artifact_sha256'][:8]}"
+
+
+class Registry:
+    """Versions of the model under one directory, and which of them serves."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # --- reading -------------------------------------------------------------------------
+    def production_version(self) -> str | None:
+        """The version the production pointer names, or None before the first promotion."""
+        try:
+            name = (self.root / POINTER_FILE).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return name or None
+
+    def versions(self) -> list[str]:
+        """Registered versions, oldest first."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and (p / CARD_FILE).is_file())
+
+    def card(self, version: str) -> dict[str, Any]:
+        """The model card of one version."""
+        return read_card(self._version_dir(version))
+
+    def load(self, version: str) -> LoadedModel:
+        """Load a version after verifying its sha256 against its card."""
+        return load_artifact(self._version_dir(version))
+
+    def load_production(self) -> LoadedModel:
+        """Load the production version; RegistryError when nothing was promoted yet."""
+        version = self.production_version()
+        if version is None:
+            raise RegistryError(f"{self.root}: no production model has been promoted yet")
+        return self.load(version)
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every promotion and rollback, oldest first."""
+        path = self.root / HISTORY_FILE
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    # --- writing -------------------------------------------------------------------------
+    def register(self, artifact_dir: Path, version: str | None = None) -> str:
+        """Copy a verified artifact in as a new, read-only version and return its name."""
+        loaded = load_artifact(artifact_dir)  # refuses a tampered artifact before copying
+        card = dict(loaded.card)
+        version = version or new_version_name(card)
+        if not VERSION_PATTERN.match(version):
+            raise RegistryError(f"invalid version name {version!r}")
+        with self._locked():
+            target = self.root / version
+            if target.exists():
+                raise RegistryError(f"version {version} already exists; versions are immutable")
+            staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
+            try:
+                shutil.copy2(artifact_dir / MODEL_FILE, staging / MODEL_FILE)
+                card["version"] = version
+                write_card(staging, card)
+                for path in (staging / MODEL_FILE, staging / CARD_FILE):
+                    path.chmod(0o444)
+                staging.chmod(0o755)
+                os.rename(staging, target)  # a version appears whole or not at all
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        logger.info("registered model version %s in %s", version, self.root)
+        return version
+
+    def promote(self, version: str, reason: str = "") -> None:
+        """Make `version` the production model (atomic pointer switch)."""
+        self.load(version)  # never point production at a model that does not load
+        with self._locked():
+            previous = self.production_version()
+            self._switch(version, action="promote", previous=previous, reason=reason)
+        logger.info("promoted %s to production (previous: %s)", version, previous or "none")
+
+    def rollback(self, reason: str = "") -> str:
+        """Point production back at the version that served before the current one."""
+        with self._locked():
+            current = self.production_version()
+            if current is None:
+                raise RegistryError("nothing to roll back: no production model yet")
+            stack = self._production_stack()
+            if len(stack) < 2 or stack[-1] != current:
+                raise RegistryError(
+                    f"no earlier production version to roll back to from {current}")
+            target = stack[-2]
+            self.load(target)
+            self._switch(target, action="rollback", previous=current, reason=reason)
+        logger.info("rolled production back from %s to %s", current, target)
+        return target
+
+    # --- internals -----------------------------------------------------------------------
+    def _version_dir(self, version: str) -> Path:
+        if not VERSION_PATTERN.match(version):
+            raise RegistryError(f"invalid version name {version!r}")
+        path = self.root / version
+        if not path.is_dir():
+            raise RegistryError(f"{self.root}: no version {version}")
+        return path
+
+    def _production_stack(self) -> list[str]:
+        """Replay the history: a promotion pushes a version, a rollback pops one."""
+        stack: list[str] = []
+        for event in self.history():
+            if event["action"] == "promote":
+                stack.append(event["version"])
+            elif event["action"] == "rollback" and stack:
+                stack.pop()
+        return stack
+
+    def _switch(self, version: str, action: str, previous: str | None, reason: str) -> None:
+        event = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "action": action, "version": version, "previous": previous, "reason": reason}
+        with open(self.root / HISTORY_FILE, "a") as history:
+            history.write(json.dumps(event) + "\n")
+        atomic_write(self.root / POINTER_FILE, version + "\n")
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_FILE, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
