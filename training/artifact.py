@@ -123,4 +123,3 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
-

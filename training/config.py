@@ -1,8 +1,8 @@
 """Training configuration: defaults in code, every field overridable from the environment.
 
 `TrainingConfig.from_env()` reads `TRAINING_<FIELD>` (for example `TRAINING_SEED=7`,
-`TRAINING_FLOOR_ROC_AUC=0.8`, `TRAINING_MODEL_FAMILIES=logistic_regression`). Importing this
-module reads nothing.
+`TRAINING_FLOOR_ROC_AUC=0.8`, `TRAINING_MODEL_FAMILIES=logistic_regression`); the shared
+paths also answer to `MODEL_REGISTRY` and `REPORTS_DIR`. Importing this module reads nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ENV_PREFIX = "TRAINING_"
+# Paths the service, the Makefile and Jenkins share, read under their common names too.
+SHARED_VARIABLES = {"registry_dir": "MODEL_REGISTRY", "reports_dir": "REPORTS_DIR"}
 
 
 class ConfigError(ValueError):
@@ -26,7 +28,7 @@ class TrainingConfig:
     """Everything that decides how a model is trained, judged and stored."""
 
     data_path: Path = Path("data/credit.csv")
-    registry_dir: Path = Path("registry")  # also set by MODEL_REGISTRY, as the service reads it
+    registry_dir: Path = Path("registry")
     reports_dir: Path = Path("reports")
 
     # Randomness: one integer seed for the split, the folds and every estimator.
@@ -36,24 +38,30 @@ class TrainingConfig:
 
     # Model selection compares these families by cross-validated ROC AUC on the training
     # part only. Logistic regression is the interpretable baseline credit scoring expects;
-    # histogram gradient boosting catches interactions a linear model misses. On this
-    # data set (1,000 rows) the linear model usually wins or ties, so it is listed first:
-    # ties go to the simpler model.
+    # histogram gradient boosting catches interactions a linear model misses. Families are
+    # listed simplest first; see `selection_margin` for how a tie is broken.
     model_families: tuple[str, ...] = ("logistic_regression", "gradient_boosting")
     logistic_c_grid: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)
     boosting_learning_rates: tuple[float, ...] = (0.03, 0.1)
     boosting_max_leaf_nodes: tuple[int, ...] = (7, 15)
     boosting_max_iter: int = 200
 
-    # The decision threshold is chosen on out-of-fold predictions of the training part to
-    # maximise F-beta on the bad class; beta=2 because missing a bad credit costs a lender
-    # far more than refusing a good one (the data set's cost matrix says 5:1).
-    threshold_beta: float = 2.0
+    # A more complex family must beat the simpler one's CV ROC AUC by more than this; the
+    # CV standard error on 800 rows is about 0.02, so smaller gains are noise.
+    selection_margin: float = 0.005
 
-    # Gate, absolute floor. The holdout has 200 rows (60 bad); published results on this
-    # data set reach ROC AUC 0.75-0.80, and the holdout AUC has a standard error of about
-    # 0.035, so 0.72 refuses a broken model without refusing an honest retrain.
-    floor_roc_auc: float = 0.72
+    # The decision threshold minimises misclassification cost on out-of-fold predictions
+    # of the training part. The data set's documented cost matrix: approving a bad credit
+    # costs 5, declining a good one costs 1.
+    cost_bad_approved: float = 5.0
+    cost_good_declined: float = 1.0
+
+    # Gate, absolute floor. Cross-validation on this data set gives the selected model a
+    # ROC AUC of 0.77 +/- 0.02 (the seed-42 holdout: 0.83), in line with published results
+    # (0.75-0.80). 0.75 refuses a broken or degraded model (shuffled labels score 0.5)
+    # without refusing an honest retrain. Recall on `bad` is floored because the gate must
+    # not pass a model that approves most bad credits, whatever its ranking quality.
+    floor_roc_auc: float = 0.75
     floor_recall_bad: float = 0.60
     # Gate, champion/challenger: the challenger may be this much worse on holdout ROC AUC
     # and still be promoted (ties always promote, so identical retrains pass).
@@ -80,8 +88,9 @@ class TrainingConfig:
             raw = environ.get(ENV_PREFIX + item.name.upper())
             if raw is not None:
                 values[item.name] = _parse(item.name, raw, hints[item.name])
-        if "registry_dir" not in values and environ.get("MODEL_REGISTRY"):
-            values["registry_dir"] = Path(environ["MODEL_REGISTRY"])
+        for name, variable in SHARED_VARIABLES.items():
+            if name not in values and environ.get(variable):
+                values[name] = Path(environ[variable])
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 

@@ -92,16 +92,21 @@ class Registry:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     # --- writing -------------------------------------------------------------------------
-    def register(self, artifact_dir: Path, version: str | None = None) -> str:
+    def register(self, artifact_dir: Path, version: str | None = None,
+                 card_updates: dict[str, Any] | None = None) -> str:
         """Copy a verified artifact in as a new, read-only version and return its name."""
         loaded = load_artifact(artifact_dir)  # refuses a tampered artifact before copying
-        card = dict(loaded.card)
+        card = {**loaded.card, **(card_updates or {})}
         version = version or new_version_name(card)
         if not VERSION_PATTERN.match(version):
             raise RegistryError(f"invalid version name {version!r}")
         with self._locked():
             target = self.root / version
             if target.exists():
+                if read_card(target).get("artifact_sha256") == card["artifact_sha256"]:
+                    # The same bytes again (a re-run of a cached build): nothing to add.
+                    logger.info("version %s is already registered", version)
+                    return version
                 raise RegistryError(f"version {version} already exists; versions are immutable")
             staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
             try:

@@ -1,0 +1,116 @@
+"""The registry: immutable versions, verified loads, atomic promotion and rollback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.artifact import (CARD_FILE, MODEL_FILE, ModelIntegrityError, load_artifact,
+                               sha256_of, write_card)
+from training.registry import Registry, RegistryError
+
+
+def test_register_copies_a_read_only_version_with_its_name_in_the_card(
+        tmp_path: Path, trained_model_dir: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    version = registry.register(trained_model_dir)
+    assert registry.versions() == [version]
+    assert registry.card(version)["version"] == version
+    assert oct((registry.root / version / MODEL_FILE).stat().st_mode)[-3:] == "444"
+    assert registry.production_version() is None
+
+
+def test_registering_the_same_bytes_again_is_a_no_op(tmp_path: Path,
+                                                     trained_model_dir: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    first = registry.register(trained_model_dir)
+    assert registry.register(trained_model_dir) == first
+    assert registry.versions() == [first]
+
+
+def test_a_version_name_is_never_reused_for_other_bytes(tmp_path: Path, trained_model_dir: Path,
+                                                        artifact_copy: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    registry.register(trained_model_dir, version="v1")
+    card = json.loads((artifact_copy / CARD_FILE).read_text())
+    with open(artifact_copy / MODEL_FILE, "ab") as model:
+        model.write(b"\0")  # other bytes, card updated to match: a different model
+    write_card(artifact_copy, {**card, "artifact_sha256": sha256_of(artifact_copy / MODEL_FILE)})
+    with pytest.raises(RegistryError, match="already exists"):
+        registry.register(artifact_copy, version="v1")
+
+
+def test_promote_then_rollback_walks_the_production_history(tmp_path: Path,
+                                                            trained_model_dir: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    for name in ("v1", "v2", "v3"):  # three versions (same bytes, distinct names)
+        registry.register(trained_model_dir, version=name)
+    for name in ("v1", "v2", "v3"):
+        registry.promote(name, reason=f"test {name}")
+    assert registry.production_version() == "v3"
+    assert registry.rollback() == "v2"
+    assert registry.rollback() == "v1"
+    assert registry.production_version() == "v1"
+    with pytest.raises(RegistryError, match="no earlier production version"):
+        registry.rollback()
+    actions = [(event["action"], event["version"]) for event in registry.history()]
+    assert actions == [("promote", "v1"), ("promote", "v2"), ("promote", "v3"),
+                       ("rollback", "v2"), ("rollback", "v1")]
+
+
+def test_rollback_with_no_production_model_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="no production model"):
+        Registry(tmp_path / "registry").rollback()
+
+
+def test_load_production_before_any_promotion_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="no production model has been promoted"):
+        Registry(tmp_path / "registry").load_production()
+
+
+def test_promoting_an_unknown_or_malformed_version_is_refused(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    with pytest.raises(RegistryError, match="no version v9"):
+        registry.promote("v9")
+    with pytest.raises(RegistryError, match="invalid version name"):
+        registry.promote("../etc")
+
+
+def test_tampered_artifact_is_never_loaded_or_registered(tmp_path: Path,
+                                                         artifact_copy: Path) -> None:
+    with open(artifact_copy / MODEL_FILE, "ab") as model:
+        model.write(b"tampered")
+    with pytest.raises(ModelIntegrityError, match="does not match"):
+        load_artifact(artifact_copy)
+    with pytest.raises(ModelIntegrityError):
+        Registry(tmp_path / "registry").register(artifact_copy)
+
+
+def test_model_built_with_another_scikit_learn_is_refused(artifact_copy: Path) -> None:
+    card = json.loads((artifact_copy / CARD_FILE).read_text())
+    card["environment"]["scikit_learn"] = "0.24.2"
+    (artifact_copy / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(ModelIntegrityError, match="scikit-learn 0.24.2"):
+        load_artifact(artifact_copy)
+
+
+def test_missing_or_corrupt_card_is_an_integrity_error(artifact_copy: Path) -> None:
+    (artifact_copy / CARD_FILE).write_text("{not json")
+    with pytest.raises(ModelIntegrityError, match="not valid JSON"):
+        load_artifact(artifact_copy)
+    (artifact_copy / CARD_FILE).unlink()
+    with pytest.raises(ModelIntegrityError, match="card is missing"):
+        load_artifact(artifact_copy)
+
+
+def test_pointer_is_replaced_atomically_and_leaves_no_temp_files(promoted_registry: Path
+                                                                 ) -> None:
+    registry = Registry(promoted_registry)
+    version = registry.production_version()
+    registry.promote(version, reason="again")
+    leftovers = [p.name for p in promoted_registry.iterdir() if p.name.startswith(".")
+                 and p.name != ".lock"]
+    assert leftovers == []
+    assert (promoted_registry / "production").read_text() == f"{version}\n"
