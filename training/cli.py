@@ -2,7 +2,8 @@
 
 A thin layer: it reads arguments and files, calls the pure modules, writes reports and
 sets the exit status. Exit statuses: 0 success (or model promoted), 1 error (bad path,
-invalid data, broken model), 2 usage, 3 gate failed (under the floor), 4 champion kept.
+invalid data, broken model), 2 usage, 3 gate failed (under the floor), 4 champion kept,
+5 no new data (`pending`).
 """
 
 from __future__ import annotations
@@ -10,22 +11,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from training import gate
-from training.artifact import LoadedModel, ModelIntegrityError, load_artifact
+from training import gate, monitor, workflows
+from training.artifact import ModelIntegrityError, load_artifact
 from training.config import ConfigError, TrainingConfig
 from training.data import DataValidationError, load_dataset, read_csv, split, validate
-from training.evaluate import evaluate_probabilities
+from training.intake import pending_batches
 from training.registry import Registry, RegistryError
+from training.simulate import KINDS, simulate_batch
 from training.train import build_model
 
 logger = logging.getLogger("training")
 
 EXIT_ERROR = 1
-EXIT_USAGE = 2
+EXIT_NO_NEW_DATA = 5
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("rollback", cmd_rollback, "point production back at the previous version")
     sub.add_argument("--reason", default="manual rollback")
     add("list", cmd_list, "list registered versions and the production pointer")
+    add("pending", cmd_pending, "exit 0 only when unprocessed batches are waiting")
+    sub = add("retrain", cmd_retrain, "intake new batches, train a challenger, gate it")
+    sub.add_argument("--output", type=Path, default=Path("build/challenger"))
+    sub = add("simulate", cmd_simulate, "write a SIMULATED labelled batch with drift")
+    sub.add_argument("--kind", choices=KINDS, default="covariate")
+    sub.add_argument("--amount", type=float, default=0.5, help="drift strength, 0 to 1")
+    sub.add_argument("--rows", type=int, default=200)
+    sub.add_argument("--seed", type=int, default=1)
+    sub.add_argument("--output", type=Path, help="default: data/incoming/simulated-*.csv")
+    sub = add("monitor", cmd_monitor, "decide from production logs whether to retrain")
+    sub.add_argument("--log", type=Path, default=Path(os.environ.get(
+        "PREDICTION_LOG", "run/predictions.jsonl")), help="prediction log (JSON lines)")
+    sub.add_argument("--feedback", type=Path, default=Path(os.environ.get(
+        "FEEDBACK_LOG", "run/feedback.jsonl")), help="feedback log (JSON lines)")
+    sub.add_argument("--action", choices=("none", "retrain", "trigger"), default="none",
+                     help="when retraining is needed: nothing, retrain here, or call Jenkins")
+    sub.add_argument("--output", type=Path, default=Path("build/challenger"))
     return parser
 
 
@@ -95,7 +115,7 @@ def cmd_train(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Train into an artifact directory, then apply the build-time floor."""
     card = build_model(config.data_path, arguments.output, config)
     _write_report(config, "model-card.json", card)
-    result = gate.floor_only(_summary(card, "candidate"), config)
+    result = gate.floor_only(workflows.summary(card, "candidate"), config)
     gate.write_reports(result, config.reports_dir)
     _log_decision(result)
     return result.exit_status
@@ -105,7 +125,8 @@ def cmd_evaluate(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Score a model (default: production) on the holdout and print the metrics."""
     model = (load_artifact(arguments.model) if arguments.model
              else Registry(config.registry_dir).load_production())
-    metrics = _holdout_metrics(model, config)
+    metrics = workflows.score(model, split(load_dataset(config.data_path, config), config)[1],
+                              config)
     _write_report(config, "evaluation.json", {"version": model.version, "metrics": metrics})
     sys.stdout.write(json.dumps({"version": model.version, "metrics": metrics}, indent=2)
                      + "\n")
@@ -114,33 +135,64 @@ def cmd_evaluate(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 
 def cmd_gate(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Score challenger and champion on the same holdout; register, then promote or keep."""
-    registry = Registry(config.registry_dir)
-    challenger = load_artifact(arguments.candidate)
-    holdout = split(load_dataset(config.data_path, config), config)[1]
-    challenger_summary = {**_summary(challenger.card, "candidate"),
-                          "metrics": _scores(challenger, holdout, config)}
-    champion_summary, note = None, ""
-    champion_version = registry.production_version()
-    if champion_version is not None:
-        try:
-            champion = registry.load(champion_version)
-            champion_summary = {**_summary(champion.card, champion_version),
-                                "metrics": _scores(champion, holdout, config)}
-        except ModelIntegrityError as error:
-            # A champion that cannot be verified cannot be compared with; say so loudly.
-            logger.warning("production model %s cannot be loaded: %s", champion_version, error)
-            note = f"production model {champion_version} is unusable ({error})"
-    result = gate.decide(challenger_summary, champion_summary, config, champion_note=note)
-    if result.decision != gate.FAILED:
-        version = registry.register(arguments.candidate, card_updates={"gate": {
-            "decision": result.decision, "reasons": result.reasons,
-            "champion": champion_version}})
-        result.challenger["version"] = version
-        if result.decision == gate.PROMOTED:
-            registry.promote(version, reason="; ".join(result.reasons))
-    gate.write_reports(result, config.reports_dir)
+    result = workflows.run_gate(arguments.candidate, config)
     _log_decision(result)
     return result.exit_status
+
+
+def cmd_pending(arguments: argparse.Namespace, config: TrainingConfig) -> int:
+    """Exit 0 when unprocessed batches wait in the incoming directory, 5 otherwise."""
+    batches = pending_batches(config)
+    for path in batches:
+        logger.info("pending batch: %s", path)
+    if not batches:
+        logger.info("no unprocessed batches in %s", config.incoming_dir)
+    return 0 if batches else EXIT_NO_NEW_DATA
+
+
+def cmd_retrain(arguments: argparse.Namespace, config: TrainingConfig) -> int:
+    """Intake new batches, train a challenger on the new snapshot, gate it."""
+    outcome = workflows.retrain(config, arguments.output)
+    quarantined = [b.name for b in outcome.batches if not b.accepted]
+    logger.info("retraining took in %d batches (%d quarantined%s); snapshot %s",
+                len(outcome.batches), len(quarantined),
+                f": {', '.join(quarantined)}" if quarantined else "", outcome.snapshot)
+    _log_decision(outcome.gate)
+    return outcome.gate.exit_status
+
+
+def cmd_simulate(arguments: argparse.Namespace, config: TrainingConfig) -> int:
+    """Write a simulated labelled batch (resampled real rows) into the incoming directory."""
+    frame = load_dataset(config.data_path, config)
+    batch = simulate_batch(frame, arguments.kind, arguments.amount, arguments.rows,
+                           arguments.seed)
+    output = arguments.output or config.incoming_dir / (
+        f"simulated-{arguments.kind}-{arguments.seed}.csv")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    batch.to_csv(output, index=False)
+    logger.info("wrote SIMULATED batch %s: %d rows, drift %s x %.2f (seed %d)", output,
+                len(batch), arguments.kind, arguments.amount, arguments.seed)
+    return 0
+
+
+def cmd_monitor(arguments: argparse.Namespace, config: TrainingConfig) -> int:
+    """Decide from the prediction and feedback logs whether to retrain; act on it."""
+    card = Registry(config.registry_dir).load_production().card
+    decision = monitor.assess(arguments.log, arguments.feedback, card, config)
+    verdict = "retraining needed" if decision.retrain else "no retraining needed"
+    logger.info("monitor: %s", verdict)
+    for reason in decision.reasons:
+        logger.info("  %s", reason)
+    status = 0
+    if decision.retrain and arguments.action == "retrain":
+        decision.actions.append("retrained in process")
+        status = cmd_retrain(arguments, config)
+    elif decision.retrain and arguments.action == "trigger":
+        location = monitor.trigger_jenkins("; ".join(decision.reasons))
+        decision.actions.append(f"triggered Jenkins: {location}")
+        logger.info("triggered the Jenkins job: %s", location)
+    _write_report(config, "monitor.json", decision.to_dict())
+    return status
 
 
 def cmd_promote(arguments: argparse.Namespace, config: TrainingConfig) -> int:
@@ -171,21 +223,6 @@ def cmd_list(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 
 
 # --- helpers -------------------------------------------------------------------------------
-def _holdout_metrics(model: LoadedModel, config: TrainingConfig) -> dict[str, Any]:
-    holdout = split(load_dataset(config.data_path, config), config)[1]
-    return _scores(model, holdout, config)
-
-
-def _scores(model: LoadedModel, holdout: Any, config: TrainingConfig) -> dict[str, Any]:
-    probabilities = model.predict_proba_bad(holdout[model.card["features"]])
-    return evaluate_probabilities(holdout, probabilities, model.threshold, config)["overall"]
-
-
-def _summary(card: dict[str, Any], version: str) -> dict[str, Any]:
-    return {"version": card.get("version", version), "model_family": card.get("model_family"),
-            "artifact_sha256": card.get("artifact_sha256"), "metrics": card["metrics"]}
-
-
 def _write_report(config: TrainingConfig, name: str, payload: dict[str, Any]) -> None:
     config.reports_dir.mkdir(parents=True, exist_ok=True)
     (config.reports_dir / name).write_text(json.dumps(payload, indent=2, default=str) + "\n")

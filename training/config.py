@@ -73,6 +73,25 @@ class TrainingConfig:
     min_bad_fraction: float = 0.15
     max_bad_fraction: float = 0.45
     min_rows: int = 100
+    # An incoming batch may show label shift (that is news, not an error), but a batch of
+    # almost only one label points at a broken labelling feed.
+    batch_min_bad_fraction: float = 0.05
+    batch_max_bad_fraction: float = 0.80
+    batch_min_rows: int = 20
+
+    # Continuous training: where labelled batches arrive and where they go after intake.
+    incoming_dir: Path = Path("data/incoming")
+    processed_dir: Path = Path("data/processed")
+    quarantine_dir: Path = Path("data/quarantine")
+    snapshot_dir: Path = Path("data/snapshots")
+    # Drift: PSI at or above this on any input asks for retraining (credit-scoring
+    # convention: <0.1 stable, 0.1-0.25 moderate, >0.25 significant shift).
+    drift_psi_threshold: float = 0.25
+    # The monitor judges drift only on at least this many logged requests (PSI on decile
+    # bins is noisy below that), and live performance only with this much feedback.
+    monitor_min_rows: int = 200
+    monitor_window_rows: int = 1000
+    monitor_min_feedback: int = 50
 
     # Fairness and quality reporting: age bands as right-open intervals [lo, hi).
     age_band_edges: tuple[int, ...] = (18, 26, 36, 51, 120)

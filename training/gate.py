@@ -42,6 +42,7 @@ class GateResult:
     checks: list[GateCheck]
     challenger: dict[str, Any]
     champion: dict[str, Any] | None = None
+    newest_batch: dict[str, Any] | None = None  # both models on the newest data (retrain)
 
     @property
     def exit_status(self) -> int:
@@ -52,7 +53,8 @@ class GateResult:
         """JSON-ready form, written to reports/gate.json."""
         return {"decision": self.decision, "reasons": self.reasons,
                 "checks": [asdict(check) for check in self.checks],
-                "challenger": self.challenger, "champion": self.champion}
+                "challenger": self.challenger, "champion": self.champion,
+                "newest_batch": self.newest_batch}
 
 
 def floor_checks(metrics: dict[str, Any], config: TrainingConfig) -> list[GateCheck]:

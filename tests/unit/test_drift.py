@@ -1,0 +1,55 @@
+"""Drift measures: PSI, categorical tests, and the report on real and shifted data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from training.artifact import LoadedModel
+from training.config import TrainingConfig
+from training.data import load_dataset, split
+from training.drift import drift_report, numeric_fractions, psi
+from training.simulate import simulate_batch
+
+
+def test_psi_is_zero_for_identical_and_grows_with_shift() -> None:
+    base = [0.25, 0.25, 0.25, 0.25]
+    assert psi(base, base) == 0.0
+    small, large = psi(base, [0.3, 0.25, 0.25, 0.2]), psi(base, [0.7, 0.1, 0.1, 0.1])
+    assert 0 < small < 0.1 < 0.25 < large
+
+
+def test_psi_stays_finite_when_a_bin_empties() -> None:
+    assert psi([0.5, 0.5], [1.0, 0.0]) < float("inf")
+
+
+def test_numeric_fractions_catch_values_outside_the_reference_range() -> None:
+    fractions = numeric_fractions(pd.Series([-100, 5, 1000]), [0, 10, 20])
+    assert fractions == pytest.approx([2 / 3, 1 / 3])
+
+
+def test_holdout_of_the_training_data_shows_no_drift(trained_model: LoadedModel,
+                                                     data_file: Path) -> None:
+    holdout = split(load_dataset(data_file), TrainingConfig())[1]
+    report = drift_report(holdout, trained_model.card["reference"], 0.25)
+    assert report.drifted == []
+    assert len(report.features) == 18
+
+
+def test_covariate_shift_is_flagged_on_the_shifted_inputs(trained_model: LoadedModel,
+                                                          data_file: Path) -> None:
+    batch = simulate_batch(load_dataset(data_file), "covariate", 1.0, 400, seed=3)
+    report = drift_report(batch, trained_model.card["reference"], 0.25)
+    assert {"duration", "amount"} <= set(report.drifted)
+    assert "DRIFT in" in report.to_text()
+
+
+def test_a_category_unknown_to_the_model_is_drift(trained_model: LoadedModel,
+                                                  data_file: Path) -> None:
+    batch = simulate_batch(load_dataset(data_file), "new_category", 0.05, 200, seed=4)
+    report = drift_report(batch, trained_model.card["reference"], 0.25)
+    purpose = next(f for f in report.features if f.feature == "purpose")
+    assert purpose.drifted and "cryptocurrency" in purpose.detail
+    assert purpose.p_value is not None

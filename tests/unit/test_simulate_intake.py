@@ -1,0 +1,121 @@
+"""Simulated batches and their intake: accepted, quarantined, snapshot, retraining."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from training.config import TrainingConfig
+from training.data import load_dataset, read_csv
+from training.intake import build_snapshot, intake_all, pending_batches
+from training.registry import Registry
+from training.simulate import simulate_batch
+from training.train import build_model
+from training.workflows import retrain, run_gate
+
+
+@pytest.fixture
+def ct_config(tmp_path: Path, data_file: Path) -> TrainingConfig:
+    """Incoming, processed, quarantine, snapshots, registry and reports in a temp dir."""
+    return TrainingConfig(
+        data_path=data_file, registry_dir=tmp_path / "registry", reports_dir=tmp_path / "r",
+        incoming_dir=tmp_path / "incoming", processed_dir=tmp_path / "processed",
+        quarantine_dir=tmp_path / "quarantine", snapshot_dir=tmp_path / "snapshots",
+        model_families=("logistic_regression",))
+
+
+def write_batch(config: TrainingConfig, name: str, kind: str, amount: float,
+                seed: int) -> Path:
+    """Simulate a batch into the incoming directory."""
+    config.incoming_dir.mkdir(parents=True, exist_ok=True)
+    path = config.incoming_dir / name
+    batch = simulate_batch(load_dataset(config.data_path), kind, amount, 200, seed)
+    batch.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["none", "covariate", "label", "new_category"])
+def test_simulated_batches_are_reproducible_and_new_rows(data_file: Path, kind: str) -> None:
+    frame = load_dataset(data_file)
+    first = simulate_batch(frame, kind, 0.5, 150, seed=9)
+    pd.testing.assert_frame_equal(first, simulate_batch(frame, kind, 0.5, 150, seed=9))
+    assert len(first) == 150
+    assert first.duplicated().sum() <= 1
+    assert len(first.merge(frame, how="inner")) <= 2  # jitter makes rows new
+
+
+def test_label_shift_raises_the_bad_share(data_file: Path) -> None:
+    batch = simulate_batch(load_dataset(data_file), "label", 1.0, 200, seed=1)
+    assert (batch["credit_risk"] == "bad").mean() == pytest.approx(0.6)
+
+
+def test_bad_simulation_arguments_are_refused(data_file: Path) -> None:
+    frame = load_dataset(data_file)
+    with pytest.raises(ValueError, match="unknown drift kind"):
+        simulate_batch(frame, "seasonal", 0.5, 10, 1)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        simulate_batch(frame, "label", 1.5, 10, 1)
+
+
+def test_intake_accepts_valid_batches_and_quarantines_broken_ones(
+        ct_config: TrainingConfig, trained_model) -> None:
+    write_batch(ct_config, "a-good.csv", "covariate", 0.5, 1)
+    write_batch(ct_config, "b-broken.csv", "new_category", 0.2, 2)
+    assert [p.name for p in pending_batches(ct_config)] == ["a-good.csv", "b-broken.csv"]
+    outcomes = intake_all(trained_model.card["reference"], ct_config)
+    decisions = [(o.name, o.accepted) for o in outcomes]
+    assert decisions == [("a-good.csv", True), ("b-broken.csv", False)]
+    assert pending_batches(ct_config) == []
+    assert (ct_config.processed_dir / "a-good.csv").is_file()
+    reason = (ct_config.quarantine_dir / "b-broken.reason.txt").read_text()
+    assert "domain:purpose" in reason and "cryptocurrency" in reason
+    report = json.loads((ct_config.reports_dir / "intake" / "a-good.json").read_text())
+    assert {"duration", "amount"} & set(report["drift"]["drifted"])
+    assert (ct_config.reports_dir / "intake" / "b-broken.txt").is_file()
+
+
+def test_snapshot_holds_base_and_accepted_batches_only(ct_config: TrainingConfig) -> None:
+    write_batch(ct_config, "a-good.csv", "none", 0.0, 1)
+    write_batch(ct_config, "b-broken.csv", "new_category", 0.3, 2)
+    intake_all(None, ct_config)
+    snapshot = build_snapshot(ct_config)
+    frame = read_csv(snapshot)
+    assert len(frame) == 1200
+    assert "cryptocurrency" not in set(frame["purpose"])  # quarantined rows never train
+    assert build_snapshot(ct_config) == snapshot  # content-addressed: same data, same file
+
+
+def test_retrain_gates_the_challenger_and_reports_the_newest_batch(
+        ct_config: TrainingConfig, trained_model_dir: Path) -> None:
+    registry = Registry(ct_config.registry_dir)
+    registry.promote(registry.register(trained_model_dir), reason="v1")
+    write_batch(ct_config, "a-good.csv", "covariate", 0.4, 5)
+    outcome = retrain(ct_config, ct_config.reports_dir.parent / "challenger")
+    assert outcome.gate.decision in ("promoted", "champion_kept")
+    assert outcome.gate.newest_batch["batch"] == "a-good.csv"
+    assert outcome.gate.newest_batch["holdout_rows"] > 0
+    assert "champion" in outcome.gate.newest_batch
+    card = registry.card(outcome.gate.challenger["version"])
+    assert card["data"]["rows"] == 1200
+    assert card["data"]["path"] == str(outcome.snapshot)
+
+
+def test_a_worse_challenger_is_refused_and_the_champion_keeps_serving(
+        ct_config: TrainingConfig, trained_model_dir: Path, tmp_path: Path) -> None:
+    registry = Registry(ct_config.registry_dir)
+    champion = registry.register(trained_model_dir)
+    registry.promote(champion, reason="v1")
+    # Labels shuffled: a challenger trained on them has learnt nothing.
+    shuffled = load_dataset(ct_config.data_path)
+    shuffled["credit_risk"] = shuffled["credit_risk"].sample(frac=1.0, random_state=0).values
+    noisy = tmp_path / "shuffled.csv"
+    shuffled.to_csv(noisy, index=False)
+    build_model(noisy, tmp_path / "bad", dataclasses.replace(ct_config, data_path=noisy))
+    result = run_gate(tmp_path / "bad", ct_config)
+    assert result.decision == "failed"
+    assert registry.production_version() == champion
+    assert registry.versions() == [champion]  # a failed challenger is not even registered

@@ -1,0 +1,139 @@
+"""Production monitoring: is retraining needed, given what the service saw and learned?
+
+Reads the service's prediction log (JSON lines) and the feedback log (true outcomes by
+request id), and asks for retraining when the recent inputs drifted from the training
+reference, or when live performance on labelled requests fell under the gate's floor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import requests
+
+from training.config import TrainingConfig
+from training.drift import drift_report
+from training.evaluate import classification_metrics
+from training.schema import INPUTS, POSITIVE_LABEL
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MonitorDecision:
+    """Whether to retrain, and the evidence for it."""
+
+    retrain: bool
+    reasons: list[str]
+    window_rows: int
+    drift: dict[str, Any] | None = None
+    live: dict[str, Any] | None = None
+    actions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, written to reports/monitor.json."""
+        return {"retrain": self.retrain, "reasons": self.reasons,
+                "window_rows": self.window_rows, "drift": self.drift, "live": self.live,
+                "actions": self.actions}
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file; a torn last line (a write in progress) is skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            logger.warning("%s:%d: skipping a line that is not JSON", path, number)
+    return records
+
+
+def prediction_frame(records: list[dict[str, Any]], window: int) -> pd.DataFrame:
+    """The last `window` logged predictions: inputs, request id and probability."""
+    rows = [{**record["inputs"], "request_id": record.get("request_id"),
+             "probability_bad": record.get("output", {}).get("probability_bad")}
+            for record in records[-window:] if isinstance(record.get("inputs"), dict)]
+    columns = [c.name for c in INPUTS] + ["request_id", "probability_bad"]
+    return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def live_performance(predictions: pd.DataFrame, feedback: list[dict[str, Any]],
+                     threshold: float) -> dict[str, Any] | None:
+    """Metrics on the logged predictions whose true outcome came back, if any did."""
+    outcomes = {item["request_id"]: item["outcome"] for item in feedback
+                if "request_id" in item and "outcome" in item}
+    labelled = predictions[predictions["request_id"].isin(outcomes)]
+    labelled = labelled[labelled["probability_bad"].notna()]
+    if labelled.empty:
+        return None
+    is_bad = labelled["request_id"].map(outcomes).eq(POSITIVE_LABEL).to_numpy()
+    return classification_metrics(is_bad, labelled["probability_bad"].to_numpy(dtype=float),
+                                  threshold)
+
+
+def assess(log_path: Path, feedback_path: Path, card: dict[str, Any],
+           config: TrainingConfig) -> MonitorDecision:
+    """Decide whether the production model needs retraining, with the reasons."""
+    predictions = prediction_frame(read_json_lines(log_path), config.monitor_window_rows)
+    reasons: list[str] = []
+    decision = MonitorDecision(retrain=False, reasons=reasons, window_rows=len(predictions))
+    if len(predictions) >= config.monitor_min_rows:
+        report = drift_report(predictions, card["reference"], config.drift_psi_threshold)
+        decision.drift = report.to_dict()
+        if report.drifted:
+            decision.retrain = True
+            worst = max(report.features, key=lambda f: f.psi)
+            reasons.append(f"input drift in {', '.join(report.drifted)} over the last "
+                           f"{len(predictions)} requests (worst: {worst.feature} "
+                           f"PSI {worst.psi:.3f} >= {config.drift_psi_threshold})")
+        else:
+            reasons.append(f"no input drift over the last {len(predictions)} requests")
+    else:
+        reasons.append(f"only {len(predictions)} logged requests; drift is judged from "
+                       f"{config.monitor_min_rows}")
+    live = live_performance(predictions, read_json_lines(feedback_path), card["threshold"])
+    decision.live = live
+    if live is None or live["rows"] < config.monitor_min_feedback:
+        reasons.append(f"{0 if live is None else live['rows']} labelled outcomes; live "
+                       f"performance is judged from {config.monitor_min_feedback}")
+    else:
+        under = [f"{name} {live[name]:.3f} < {floor}" for name, floor in
+                 (("roc_auc", config.floor_roc_auc), ("recall_bad", config.floor_recall_bad))
+                 if live[name] is not None and not np.isnan(live[name]) and live[name] < floor]
+        if under:
+            decision.retrain = True
+            reasons.append(f"live performance on {live['rows']} labelled requests under the "
+                           f"floor: {'; '.join(under)}")
+        else:
+            reasons.append(f"live performance on {live['rows']} labelled requests holds")
+    return decision
+
+
+def trigger_jenkins(reason: str, environ: dict[str, str] | None = None) -> str:
+    """Ask the Jenkins job to run with RETRAIN=true; return Jenkins's queue location."""
+    environ = dict(os.environ if environ is None else environ)
+    url = environ.get("JENKINS_TRIGGER_URL")
+    if not url:
+        raise ValueError("JENKINS_TRIGGER_URL is not set (the job's buildWithParameters URL)")
+    auth = None
+    if environ.get("JENKINS_USER") and environ.get("JENKINS_API_TOKEN"):
+        auth = (environ["JENKINS_USER"], environ["JENKINS_API_TOKEN"])
+    params = {"RETRAIN": "true", "cause": reason[:200]}
+    if environ.get("JENKINS_TRIGGER_TOKEN"):
+        params["token"] = environ["JENKINS_TRIGGER_TOKEN"]
+    response = requests.post(url, params=params, auth=auth, timeout=30)
+    if response.status_code not in (200, 201):
+        raise ValueError(f"Jenkins answered HTTP {response.status_code} to {url}: "
+                         f"{response.text[:200]}")
+    return response.headers.get("Location", url)
