@@ -19,7 +19,7 @@ from typing import Any, Callable
 from training import gate, monitor, workflows
 from training.artifact import ModelIntegrityError, load_artifact
 from training.config import ConfigError, TrainingConfig
-from training.data import DataValidationError, load_dataset, read_csv, split, validate
+from training.data import DataValidationError, load_dataset, load_split, read_csv, validate
 from training.intake import pending_batches
 from training.registry import Registry, RegistryError
 from training.simulate import KINDS, simulate_batch
@@ -125,8 +125,7 @@ def cmd_evaluate(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Score a model (default: production) on the holdout and print the metrics."""
     model = (load_artifact(arguments.model) if arguments.model
              else Registry(config.registry_dir).load_production())
-    metrics = workflows.score(model, split(load_dataset(config.data_path, config), config)[1],
-                              config)
+    metrics = workflows.score(model, load_split(config.data_path, config)[2], config)
     _write_report(config, "evaluation.json", {"version": model.version, "metrics": metrics})
     sys.stdout.write(json.dumps({"version": model.version, "metrics": metrics}, indent=2)
                      + "\n")

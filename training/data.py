@@ -137,11 +137,48 @@ def load_dataset(path: Path, config: TrainingConfig | None = None) -> pd.DataFra
     return to_model_frame(frame)
 
 
-def split(frame: pd.DataFrame, config: TrainingConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stratified split into (train, holdout) with the config's seed, before any fitting."""
-    train, holdout = train_test_split(frame, test_size=config.holdout_fraction,
-                                      stratify=frame[TARGET], random_state=config.seed)
-    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+def split(frame: pd.DataFrame, config: TrainingConfig,
+          segments: list[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified split into (train, holdout) with the config's seed, before any fitting.
+
+    With `segments` (row counts of consecutive sources: the base file, then each batch),
+    every source is split on its own, so a row keeps its side of the split in every later
+    snapshot: a champion is never scored on rows it was trained on.
+    """
+    if not segments:
+        segments = [len(frame)]
+    if sum(segments) != len(frame):
+        raise ValueError(f"segments cover {sum(segments)} rows, the data has {len(frame)}")
+    trains, holdouts, start = [], [], 0
+    for rows in segments:
+        part = frame.iloc[start:start + rows]
+        start += rows
+        counts = part[TARGET].value_counts()
+        stratify = part[TARGET] if len(counts) > 1 and counts.min() >= 2 else None
+        train, holdout = train_test_split(part, test_size=config.holdout_fraction,
+                                          stratify=stratify, random_state=config.seed)
+        trains.append(train)
+        holdouts.append(holdout)
+    return (pd.concat(trains).reset_index(drop=True),
+            pd.concat(holdouts).reset_index(drop=True))
+
+
+def segments_path(data_path: Path) -> Path:
+    """Where a snapshot records the row counts of the sources it was built from."""
+    return Path(data_path).with_suffix(".segments.json")
+
+
+def load_split(data_path: Path, config: TrainingConfig
+               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Load a validated data file and split it, per source when it is a snapshot:
+    (all rows, train, holdout)."""
+    frame = load_dataset(data_path, config)
+    manifest = segments_path(data_path)
+    segments = None
+    if manifest.is_file():
+        segments = [source["rows"] for source in json.loads(manifest.read_text())["sources"]]
+    train, holdout = split(frame, config, segments)
+    return frame, train, holdout
 
 
 # --- individual checks ---------------------------------------------------------------------

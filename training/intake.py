@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from training.config import TrainingConfig
-from training.data import read_csv, validate
+from training.data import read_csv, segments_path, validate
 from training.drift import drift_report
 from training.schema import column_names
 
@@ -97,8 +97,8 @@ def intake_all(reference: dict[str, Any] | None, config: TrainingConfig) -> list
 
 def build_snapshot(config: TrainingConfig) -> Path:
     """The base data plus every accepted batch, as one content-addressed CSV file."""
-    parts = [read_csv(config.data_path)]
-    parts += [read_csv(path) for path in sorted(config.processed_dir.glob("*.csv"))]
+    sources = [config.data_path] + sorted(config.processed_dir.glob("*.csv"))
+    parts = [read_csv(path) for path in sources]
     snapshot = pd.concat(parts, ignore_index=True)[column_names()]
     text = snapshot.to_csv(index=False)
     digest = hashlib.sha256(text.encode()).hexdigest()
@@ -106,6 +106,9 @@ def build_snapshot(config: TrainingConfig) -> Path:
     path = config.snapshot_dir / f"credit-{digest[:12]}.csv"
     if not path.exists():
         path.write_text(text)
+        segments_path(path).write_text(json.dumps({"sources": [
+            {"name": source.name, "rows": len(part)} for source, part in zip(sources, parts)
+        ]}, indent=2) + "\n")
     logger.info("training snapshot %s: %d rows from the base data and %d accepted batches",
                 path, len(snapshot), len(parts) - 1)
     return path

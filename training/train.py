@@ -27,7 +27,7 @@ from sklearn.pipeline import Pipeline
 from training import __version__
 from training.artifact import save_artifact
 from training.config import TrainingConfig
-from training.data import file_sha256, load_dataset, split
+from training.data import file_sha256, load_split
 from training.evaluate import evaluate_probabilities
 from training.features import build_preprocessor
 from training.schema import FEATURES, POSITIVE_LABEL, TARGET, feature_names
@@ -185,8 +185,7 @@ def git_commit() -> str:
 
 def build_model(data_path: Path, output_dir: Path, config: TrainingConfig) -> dict[str, Any]:
     """Validate, split, train and evaluate; save the artifact and return its card."""
-    frame = load_dataset(data_path, config)
-    train, holdout = split(frame, config)
+    frame, train, holdout = load_split(data_path, config)
     logger.info("training on %d rows, holding out %d", len(train), len(holdout))
     trained = train_model(train, config)
     probabilities = trained.pipeline.predict_proba(holdout[feature_names()])[

@@ -17,7 +17,7 @@ import pandas as pd
 from training import gate
 from training.artifact import LoadedModel, ModelIntegrityError, load_artifact
 from training.config import TrainingConfig
-from training.data import load_dataset, read_csv, split, to_model_frame
+from training.data import load_split, read_csv, to_model_frame
 from training.evaluate import evaluate_probabilities
 from training.intake import BatchOutcome, build_snapshot, intake_all
 from training.registry import Registry
@@ -54,7 +54,7 @@ def run_gate(candidate_dir: Path, config: TrainingConfig,
     keep; write the gate reports."""
     registry = Registry(config.registry_dir)
     challenger = load_artifact(candidate_dir)
-    holdout = split(load_dataset(config.data_path, config), config)[1]
+    holdout = load_split(config.data_path, config)[2]
     challenger_summary = {**summary(challenger.card, "candidate"),
                           "metrics": score(challenger, holdout, config)}
     champion, champion_summary, note = None, None, ""

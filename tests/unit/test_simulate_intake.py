@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from training.config import TrainingConfig
-from training.data import load_dataset, read_csv
+from training.data import load_dataset, load_split, read_csv
 from training.intake import build_snapshot, intake_all, pending_batches
 from training.registry import Registry
 from training.simulate import simulate_batch
@@ -119,3 +119,16 @@ def test_a_worse_challenger_is_refused_and_the_champion_keeps_serving(
     assert result.decision == "failed"
     assert registry.production_version() == champion
     assert registry.versions() == [champion]  # a failed challenger is not even registered
+
+
+def test_snapshot_split_keeps_each_row_on_its_side(ct_config: TrainingConfig) -> None:
+    # The base data's holdout must be the same inside every snapshot, or a champion
+    # trained on an earlier snapshot would be scored on rows it has seen.
+    write_batch(ct_config, "a-good.csv", "none", 0.0, 1)
+    intake_all(None, ct_config)
+    snapshot = build_snapshot(ct_config)
+    base_holdout = load_split(ct_config.data_path, ct_config)[2]
+    _, train, holdout = load_split(snapshot, ct_config)
+    pd.testing.assert_frame_equal(holdout.iloc[:len(base_holdout)], base_holdout)
+    assert len(holdout) == 240 and len(train) == 960
+    assert train.merge(holdout, how="inner").empty
