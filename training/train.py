@@ -23,6 +23,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from training import __version__
 from training.artifact import save_artifact
@@ -187,7 +188,8 @@ def build_model(data_path: Path, output_dir: Path, config: TrainingConfig) -> di
     """Validate, split, train and evaluate; save the artifact and return its card."""
     frame, train, holdout = load_split(data_path, config)
     logger.info("training on %d rows, holding out %d", len(train), len(holdout))
-    trained = train_model(train, config)
+    with threadpool_limits(limits=config.native_threads):
+        trained = train_model(train, config)
     probabilities = trained.pipeline.predict_proba(holdout[feature_names()])[
         :, list(trained.pipeline.classes_).index(POSITIVE_LABEL)]
     evaluation = evaluate_probabilities(holdout, probabilities, trained.threshold, config)
