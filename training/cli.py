@@ -3,7 +3,7 @@
 A thin layer: it reads arguments and files, calls the pure modules, writes reports and
 sets the exit status. Exit statuses: 0 success (or model promoted), 1 error (bad path,
 invalid data, broken model), 2 usage, 3 gate failed (under the floor), 4 champion kept,
-5 no new data (`pending`).
+5 no new data (`pending`; `monitor --action retrain` when no labelled batch waits).
 """
 
 from __future__ import annotations
@@ -156,6 +156,7 @@ def cmd_retrain(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     logger.info("retraining took in %d batches (%d quarantined%s); snapshot %s",
                 len(outcome.batches), len(quarantined),
                 f": {', '.join(quarantined)}" if quarantined else "", outcome.snapshot)
+    _write_report(config, "retrain.json", outcome.to_dict())
     _log_decision(outcome.gate)
     return outcome.gate.exit_status
 
@@ -166,30 +167,49 @@ def cmd_simulate(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     batch = simulate_batch(frame, arguments.kind, arguments.amount, arguments.rows,
                            arguments.seed)
     output = arguments.output or config.incoming_dir / (
-        f"simulated-{arguments.kind}-{arguments.seed}.csv")
+        f"simulated-{arguments.kind}-{arguments.amount:g}-seed{arguments.seed}.csv")
     output.parent.mkdir(parents=True, exist_ok=True)
-    batch.to_csv(output, index=False)
+    # Written under a hidden name, then renamed: intake never sees half a batch.
+    partial = output.with_name(f".{output.name}.partial")
+    batch.to_csv(partial, index=False)
+    os.replace(partial, output)
     logger.info("wrote SIMULATED batch %s: %d rows, drift %s x %.2f (seed %d)", output,
                 len(batch), arguments.kind, arguments.amount, arguments.seed)
     return 0
 
 
 def cmd_monitor(arguments: argparse.Namespace, config: TrainingConfig) -> int:
-    """Decide from the prediction and feedback logs whether to retrain; act on it."""
-    card = Registry(config.registry_dir).load_production().card
-    decision = monitor.assess(arguments.log, arguments.feedback, card, config)
-    verdict = "retraining needed" if decision.retrain else "no retraining needed"
-    logger.info("monitor: %s", verdict)
+    """Decide from the prediction and feedback logs whether to retrain; act on it.
+
+    Exit status: 0 nothing needed (or done), else that of the action: the retraining's
+    (0, 3, 4), 5 when retraining is needed but no labelled batch waits, 1 on errors."""
+    registry = Registry(config.registry_dir)
+    production = registry.production_version()
+    if production is None:
+        raise RegistryError(f"{registry.root}: no production model has been promoted yet")
+    decision = monitor.assess(arguments.log, arguments.feedback, registry.card(production),
+                              config)
+    logger.info("monitor of production model %s: %s", production,
+                "RETRAINING NEEDED" if decision.retrain else "no retraining needed")
     for reason in decision.reasons:
         logger.info("  %s", reason)
+    _write_report(config, "monitor.json", decision.to_dict())  # even if the action fails
     status = 0
     if decision.retrain and arguments.action == "retrain":
-        decision.actions.append("retrained in process")
-        status = cmd_retrain(arguments, config)
+        if pending_batches(config):
+            status = cmd_retrain(arguments, config)
+            decision.actions.append(f"retrained in process: exit status {status}")
+        else:
+            # Retraining on the same data would reproduce the same model: drift is only
+            # learnt from new labelled rows.
+            status = EXIT_NO_NEW_DATA
+            decision.actions.append("not retrained: no labelled batch waits")
+            logger.warning("not retraining: no labelled batch waits in %s (exit status %d)",
+                           config.incoming_dir, status)
     elif decision.retrain and arguments.action == "trigger":
         location = monitor.trigger_jenkins("; ".join(decision.reasons))
         decision.actions.append(f"triggered Jenkins: {location}")
-        logger.info("triggered the Jenkins job: %s", location)
+        logger.info("triggered the Jenkins job with RETRAIN=true: %s", location)
     _write_report(config, "monitor.json", decision.to_dict())
     return status
 

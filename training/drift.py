@@ -51,6 +51,12 @@ class DriftReport:
         return {"rows": self.rows, "threshold": self.threshold, "drifted": self.drifted,
                 "features": [asdict(f) for f in self.features]}
 
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> "DriftReport":
+        """Rebuild a report from its JSON-ready form (the inverse of `to_dict`)."""
+        return cls(rows=payload["rows"], threshold=payload["threshold"],
+                   features=[FeatureDrift(**item) for item in payload["features"]])
+
     def to_text(self) -> str:
         """One line per input, most drifted first."""
         lines = [f"drift of {self.rows} rows against the training reference "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,43 +37,55 @@ class MonitorDecision:
     drift: dict[str, Any] | None = None
     live: dict[str, Any] | None = None
     actions: list[str] = field(default_factory=list)
+    versions: dict[str, int] = field(default_factory=dict)  # requests per model version
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, written to reports/monitor.json."""
         return {"retrain": self.retrain, "reasons": self.reasons,
-                "window_rows": self.window_rows, "drift": self.drift, "live": self.live,
-                "actions": self.actions}
+                "window_rows": self.window_rows, "versions": self.versions,
+                "drift": self.drift, "live": self.live, "actions": self.actions}
 
 
-def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    """Records of a JSON-lines file; a torn last line (a write in progress) is skipped."""
+def read_json_lines(path: Path, last: int | None = None) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file (only the `last` ones when given: the log grows for
+    ever, memory must not); a torn line (a write in progress) is skipped."""
     if not path.is_file():
         return []
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            logger.warning("%s:%d: skipping a line that is not JSON", path, number)
-    return records
+    records: deque[dict[str, Any]] = deque(maxlen=last)
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                logger.warning("%s:%d: skipping a line that is not JSON", path, number)
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return list(records)
 
 
 def prediction_frame(records: list[dict[str, Any]], window: int) -> pd.DataFrame:
-    """The last `window` logged predictions: inputs, request id and probability."""
+    """The last `window` logged predictions: inputs, request id, probability and the model
+    version that answered."""
     rows = [{**record["inputs"], "request_id": record.get("request_id"),
-             "probability_bad": record.get("output", {}).get("probability_bad")}
+             "probability_bad": (record.get("output") or {}).get("probability_bad"),
+             "model_version": record.get("model_version")}
             for record in records[-window:] if isinstance(record.get("inputs"), dict)]
-    columns = [c.name for c in INPUTS] + ["request_id", "probability_bad"]
+    columns = [c.name for c in INPUTS] + ["request_id", "probability_bad", "model_version"]
     return pd.DataFrame(rows).reindex(columns=columns)
 
 
 def live_performance(predictions: pd.DataFrame, feedback: list[dict[str, Any]],
-                     threshold: float) -> dict[str, Any] | None:
-    """Metrics on the logged predictions whose true outcome came back, if any did."""
+                     threshold: float, version: str | None = None) -> dict[str, Any] | None:
+    """Metrics on the logged predictions whose true outcome came back, if any did; with
+    `version`, only on that model's own predictions (a newly promoted model must not be
+    blamed for its predecessor's mistakes)."""
     outcomes = {item["request_id"]: item["outcome"] for item in feedback
-                if "request_id" in item and "outcome" in item}
+                if "request_id" in item and item.get("outcome") in ("good", "bad")}
+    if version is not None:
+        predictions = predictions[predictions["model_version"] == version]
     labelled = predictions[predictions["request_id"].isin(outcomes)]
     labelled = labelled[labelled["probability_bad"].notna()]
     if labelled.empty:
@@ -85,9 +98,12 @@ def live_performance(predictions: pd.DataFrame, feedback: list[dict[str, Any]],
 def assess(log_path: Path, feedback_path: Path, card: dict[str, Any],
            config: TrainingConfig) -> MonitorDecision:
     """Decide whether the production model needs retraining, with the reasons."""
-    predictions = prediction_frame(read_json_lines(log_path), config.monitor_window_rows)
+    predictions = prediction_frame(read_json_lines(log_path, config.monitor_window_rows),
+                                   config.monitor_window_rows)
     reasons: list[str] = []
     decision = MonitorDecision(retrain=False, reasons=reasons, window_rows=len(predictions))
+    decision.versions = {str(k): int(v) for k, v in
+                         predictions["model_version"].value_counts().items()}
     if len(predictions) >= config.monitor_min_rows:
         report = drift_report(predictions, card["reference"], config.drift_psi_threshold)
         decision.drift = report.to_dict()
@@ -102,11 +118,13 @@ def assess(log_path: Path, feedback_path: Path, card: dict[str, Any],
     else:
         reasons.append(f"only {len(predictions)} logged requests; drift is judged from "
                        f"{config.monitor_min_rows}")
-    live = live_performance(predictions, read_json_lines(feedback_path), card["threshold"])
+    live = live_performance(predictions, read_json_lines(feedback_path), card["threshold"],
+                            card.get("version"))
     decision.live = live
     if live is None or live["rows"] < config.monitor_min_feedback:
-        reasons.append(f"{0 if live is None else live['rows']} labelled outcomes; live "
-                       f"performance is judged from {config.monitor_min_feedback}")
+        reasons.append(f"{0 if live is None else live['rows']} labelled outcomes of model "
+                       f"{card.get('version')}; live performance is judged from "
+                       f"{config.monitor_min_feedback}")
     else:
         under = [f"{name} {live[name]:.3f} < {floor}" for name, floor in
                  (("roc_auc", config.floor_roc_auc), ("recall_bad", config.floor_recall_bad))
@@ -132,7 +150,10 @@ def trigger_jenkins(reason: str, environ: dict[str, str] | None = None) -> str:
     params = {"RETRAIN": "true", "cause": reason[:200]}
     if environ.get("JENKINS_TRIGGER_TOKEN"):
         params["token"] = environ["JENKINS_TRIGGER_TOKEN"]
-    response = requests.post(url, params=params, auth=auth, timeout=30)
+    try:
+        response = requests.post(url, params=params, auth=auth, timeout=30)
+    except requests.RequestException as error:
+        raise ValueError(f"cannot reach Jenkins at {url}: {error}") from None
     if response.status_code not in (200, 201):
         raise ValueError(f"Jenkins answered HTTP {response.status_code} to {url}: "
                          f"{response.text[:200]}")

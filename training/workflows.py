@@ -7,6 +7,7 @@ arguments and turns the result into an exit status.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,10 @@ import pandas as pd
 from training import gate
 from training.artifact import LoadedModel, ModelIntegrityError, load_artifact
 from training.config import TrainingConfig
-from training.data import load_split, read_csv, to_model_frame
+from training.data import file_sha256, load_split, read_csv, segments_path, to_model_frame
 from training.evaluate import evaluate_probabilities
-from training.intake import BatchOutcome, build_snapshot, intake_all
+from training.intake import (BatchOutcome, build_snapshot, intake_all, intake_lock,
+                             newest_processed)
 from training.registry import Registry
 from training.train import build_model
 
@@ -33,6 +35,17 @@ class RetrainOutcome:
     batches: list[BatchOutcome]
     snapshot: Path
     gate: gate.GateResult
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, written to reports/retrain.json for the summary."""
+        return {"decision": self.gate.decision, "reasons": self.gate.reasons,
+                "challenger_version": self.gate.challenger.get("version"),
+                "champion_version": (self.gate.champion or {}).get("version"),
+                "snapshot": {"path": str(self.snapshot), "sha256": file_sha256(self.snapshot)},
+                "batches": [{"name": b.name, "accepted": b.accepted, "rows": b.rows,
+                             "destination": b.destination, "reasons": b.reasons}
+                            for b in self.batches],
+                "newest_batch": self.gate.newest_batch}
 
 
 def score(model: LoadedModel, rows: pd.DataFrame, config: TrainingConfig) -> dict[str, Any]:
@@ -73,9 +86,10 @@ def run_gate(candidate_dir: Path, config: TrainingConfig,
         result.newest_batch = newest_batch_scores(newest_batch, holdout, challenger, champion,
                                                   config)
     if result.decision != gate.FAILED:
-        version = registry.register(candidate_dir, card_updates={"gate": {
-            "decision": result.decision, "reasons": result.reasons,
-            "champion": champion_version}})
+        version = registry.register(candidate_dir, card_updates={
+            "gate": {"decision": result.decision, "reasons": result.reasons,
+                     "champion": champion_version},
+            **snapshot_lineage(config.data_path)})
         result.challenger["version"] = version
         if result.decision == gate.PROMOTED:
             registry.promote(version, reason="; ".join(result.reasons))
@@ -99,16 +113,29 @@ def newest_batch_scores(batch: Path, holdout: pd.DataFrame, challenger: LoadedMo
     return result
 
 
+def snapshot_lineage(data_path: Path) -> dict[str, Any]:
+    """The sources a snapshot was built from (file, rows, sha256), for the model card."""
+    manifest = segments_path(data_path)
+    if not manifest.is_file():
+        return {}
+    return {"data_sources": json.loads(manifest.read_text())["sources"]}
+
+
 def retrain(config: TrainingConfig, candidate_dir: Path) -> RetrainOutcome:
     """Take in new batches, train a challenger on the new snapshot, and gate it."""
     registry = Registry(config.registry_dir)
-    reference = None
-    if registry.production_version() is not None:
-        reference = registry.card(registry.production_version())["reference"]
-    batches = intake_all(reference, config)
-    snapshot = build_snapshot(config)
-    snapshot_config = dataclasses.replace(config, data_path=snapshot)
-    build_model(snapshot, candidate_dir, snapshot_config)
-    accepted = [Path(b.destination) for b in batches if b.accepted]
-    result = run_gate(candidate_dir, snapshot_config, accepted[-1] if accepted else None)
+    production = registry.production_version()
+    # Drift is measured against what the serving model was trained on.
+    reference = registry.card(production)["reference"] if production is not None else None
+    # One run at a time: two would take in the same batch and share the candidate directory.
+    with intake_lock(config):
+        batches = intake_all(reference, config)
+        snapshot = build_snapshot(config)
+        snapshot_config = dataclasses.replace(config, data_path=snapshot)
+        build_model(snapshot, candidate_dir, snapshot_config)
+        # The newest batch: accepted in this run, else the last one taken in before (a
+        # scheduled retrain without new data still shows how both models do on recent data).
+        accepted = [Path(b.destination) for b in batches if b.accepted]
+        newest = accepted[-1] if accepted else newest_processed(config)
+        result = run_gate(candidate_dir, snapshot_config, newest)
     return RetrainOutcome(batches=batches, snapshot=snapshot, gate=result)

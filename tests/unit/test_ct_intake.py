@@ -1,0 +1,126 @@
+"""Intake safeguards: a batch never overwrites another, never breaks the snapshot, and its
+report says what was measured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from training.artifact import LoadedModel
+from training.config import TrainingConfig
+from training.data import load_dataset, load_split, read_csv
+from training.intake import (build_snapshot, intake_all, intake_lock, newest_processed,
+                             pending_batches)
+from training.simulate import simulate_batch
+
+
+@pytest.fixture
+def ct_config(tmp_path: Path, data_file: Path) -> TrainingConfig:
+    """Every continuous-training directory in a temp dir."""
+    return TrainingConfig(
+        data_path=data_file, registry_dir=tmp_path / "registry", reports_dir=tmp_path / "r",
+        incoming_dir=tmp_path / "incoming", processed_dir=tmp_path / "processed",
+        quarantine_dir=tmp_path / "quarantine", snapshot_dir=tmp_path / "snapshots")
+
+
+def arrive(config: TrainingConfig, name: str, frame: pd.DataFrame) -> Path:
+    """Drop a batch into the incoming directory."""
+    config.incoming_dir.mkdir(parents=True, exist_ok=True)
+    path = config.incoming_dir / name
+    frame.to_csv(path, index=False)
+    return path
+
+
+def simulated(config: TrainingConfig, kind: str = "none", amount: float = 0.0,
+              seed: int = 1, rows: int = 200) -> pd.DataFrame:
+    """A simulated batch drawn from the base data."""
+    return simulate_batch(load_dataset(config.data_path), kind, amount, rows, seed)
+
+
+def test_a_second_batch_with_the_same_name_never_overwrites_the_first(
+        ct_config: TrainingConfig) -> None:
+    arrive(ct_config, "daily.csv", simulated(ct_config, seed=1))
+    intake_all(None, ct_config)
+    arrive(ct_config, "daily.csv", simulated(ct_config, seed=2))
+    [outcome] = intake_all(None, ct_config)
+    assert outcome.accepted and outcome.destination.endswith("daily-2.csv")
+    assert sorted(p.name for p in ct_config.processed_dir.glob("*.csv")) == [
+        "daily-2.csv", "daily.csv"]
+    assert len(read_csv(build_snapshot(ct_config))) == 1400
+
+
+def test_the_same_batch_sent_twice_is_quarantined_and_the_snapshot_stays_trainable(
+        ct_config: TrainingConfig) -> None:
+    batch = simulated(ct_config, seed=3)
+    arrive(ct_config, "first.csv", batch)
+    arrive(ct_config, "resent.csv", batch)
+    first, resent = intake_all(None, ct_config)
+    assert first.accepted and not resent.accepted
+    reason = (ct_config.quarantine_dir / "resent.reason.txt").read_text()
+    assert "snapshot:duplicate_rows" in reason
+    _, train, holdout = load_split(build_snapshot(ct_config), ct_config)  # validates
+    assert len(train) + len(holdout) == 1200
+
+
+def test_rows_already_in_the_training_data_are_quarantined(ct_config: TrainingConfig) -> None:
+    # Real rows resent unchanged would make every later snapshot fail its duplicate check.
+    arrive(ct_config, "copy.csv", read_csv(ct_config.data_path).sample(150, random_state=0))
+    [outcome] = intake_all(None, ct_config)
+    assert not outcome.accepted
+    assert any("snapshot:duplicate_rows" in reason for reason in outcome.reasons)
+    assert not ct_config.processed_dir.exists() or not any(ct_config.processed_dir.iterdir())
+
+
+def test_batch_report_is_json_and_text_with_drift_per_input(
+        ct_config: TrainingConfig, trained_model: LoadedModel) -> None:
+    arrive(ct_config, "shifted.csv", simulated(ct_config, "covariate", 1.0, seed=4))
+    [outcome] = intake_all(trained_model.card["reference"], ct_config)
+    assert outcome.accepted and len(outcome.sha256) == 64
+    report = json.loads((ct_config.reports_dir / "intake" / "shifted.json").read_text())
+    assert report["accepted"] is True and report["validation"]["passed"] is True
+    assert "amount" in report["drift"]["drifted"]
+    text = (ct_config.reports_dir / "intake" / "shifted.txt").read_text()
+    assert "ACCEPTED" in text and "[DRIFT] amount: PSI" in text and "[ok] " in text
+
+
+def test_files_being_written_are_not_pending(ct_config: TrainingConfig) -> None:
+    arrive(ct_config, ".half-written.csv", simulated(ct_config))
+    (ct_config.incoming_dir / "notes.txt").write_text("not a batch")
+    assert pending_batches(ct_config) == []
+    arrive(ct_config, "b.csv", simulated(ct_config))
+    arrive(ct_config, "a.csv", simulated(ct_config, seed=2))
+    assert [p.name for p in pending_batches(ct_config)] == ["a.csv", "b.csv"]
+
+
+def test_newest_processed_is_the_batch_taken_in_last(ct_config: TrainingConfig) -> None:
+    assert newest_processed(ct_config) is None
+    arrive(ct_config, "z-early.csv", simulated(ct_config, seed=5))
+    intake_all(None, ct_config)
+    arrive(ct_config, "a-late.csv", simulated(ct_config, seed=6))
+    intake_all(None, ct_config)
+    newest = newest_processed(ct_config)
+    assert newest is not None and newest.name == "a-late.csv"  # by intake, not by name
+
+
+def test_snapshot_manifest_records_every_source_with_its_hash(
+        ct_config: TrainingConfig) -> None:
+    arrive(ct_config, "a.csv", simulated(ct_config, seed=7))
+    intake_all(None, ct_config)
+    snapshot = build_snapshot(ct_config)
+    manifest = json.loads(snapshot.with_suffix(".segments.json").read_text())
+    assert [(s["name"], s["rows"]) for s in manifest["sources"]] == [
+        ("credit.csv", 1000), ("a.csv", 200)]
+    assert all(len(s["sha256"]) == 64 for s in manifest["sources"])
+
+
+def test_a_second_retraining_run_is_refused_while_one_holds_the_intake(
+        ct_config: TrainingConfig) -> None:
+    with intake_lock(ct_config):
+        with pytest.raises(ValueError, match="another retraining run"):
+            with intake_lock(ct_config):
+                pass
+    with intake_lock(ct_config):  # released afterwards
+        pass

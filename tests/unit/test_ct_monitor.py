@@ -1,0 +1,207 @@
+"""The production monitor: drift and live performance from the service's logs, and the
+Jenkins remote trigger, called against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT
+from tests.helpers import free_port
+from training.artifact import LoadedModel
+from training.config import TrainingConfig
+from training.data import load_dataset, split
+from training.monitor import assess, read_json_lines, trigger_jenkins
+from training.registry import Registry
+from training.schema import INPUTS
+from training.simulate import simulate_batch
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers every POST with `status` and keeps what it was sent."""
+
+    requests: list[dict[str, Any]] = []
+    status = 201
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server hook name
+        url = urlsplit(self.path)
+        type(self).requests.append({"path": url.path, "query": parse_qs(url.query),
+                                    "authorization": self.headers.get("Authorization")})
+        self.send_response(self.status)
+        self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/queue/1/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+@pytest.fixture
+def jenkins() -> Iterator[type[Recorder]]:
+    """A real HTTP server on loopback standing in for Jenkins's remote trigger endpoint."""
+    handler = type("JenkinsRecorder", (Recorder,), {"requests": [], "status": 201})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    handler.url = (f"http://127.0.0.1:{server.server_port}"
+                   "/job/credit-risk/buildWithParameters")
+    try:
+        yield handler
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def log_lines(frame: pd.DataFrame, version: str, prefix: str = "r") -> list[dict[str, Any]]:
+    """Prediction-log records in the shape the service writes them."""
+    inputs = json.loads(frame[[c.name for c in INPUTS]].to_json(orient="records"))
+    return [{"time": "2026-01-01T00:00:00.000+00:00", "request_id": f"{prefix}{n}",
+             "inputs": row, "output": {"probability_bad": 0.5, "decision": "decline"},
+             "model_version": version} for n, row in enumerate(inputs)]
+
+
+def write_lines(path: Path, records: list[dict[str, Any]]) -> Path:
+    """Write JSON lines (appending)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in records)
+    return path
+
+
+def test_drifted_traffic_asks_for_retraining_naming_the_inputs(
+        tmp_path: Path, trained_model: LoadedModel, data_file: Path) -> None:
+    batch = simulate_batch(load_dataset(data_file), "covariate", 1.0, 300, seed=2)
+    log = write_lines(tmp_path / "p.jsonl", log_lines(batch, "v1"))
+    decision = assess(log, tmp_path / "none.jsonl", trained_model.card, TrainingConfig())
+    assert decision.retrain
+    assert "input drift in" in decision.reasons[0] and "amount" in decision.reasons[0]
+    assert decision.versions == {"v1": 300}
+
+
+def test_stable_traffic_or_too_little_of_it_does_not(
+        tmp_path: Path, trained_model: LoadedModel, data_file: Path) -> None:
+    holdout = split(load_dataset(data_file), TrainingConfig())[1]
+    log = write_lines(tmp_path / "p.jsonl", log_lines(holdout, "v1"))
+    config = TrainingConfig(monitor_min_rows=150)
+    stable = assess(log, tmp_path / "none.jsonl", trained_model.card, config)
+    assert not stable.retrain and "no input drift over the last 200" in stable.reasons[0]
+    few = assess(log, tmp_path / "none.jsonl", trained_model.card,
+                 TrainingConfig(monitor_min_rows=500))
+    assert not few.retrain and few.drift is None and "only 200 logged" in few.reasons[0]
+
+
+def test_live_performance_counts_only_the_production_models_own_predictions(
+        tmp_path: Path, trained_model: LoadedModel, data_file: Path) -> None:
+    frame = load_dataset(data_file).iloc[:120]
+    card = {**trained_model.card, "version": "v2"}
+    # v1's answers were all wrong; v2's were right. Only v2's may judge v2.
+    old = log_lines(frame.iloc[:60], "v1", "old")
+    new = log_lines(frame.iloc[60:], "v2", "new")
+    for record, label in zip(old + new, list(frame["credit_risk"])):
+        wrong = record["model_version"] == "v1"
+        record["output"]["probability_bad"] = float((label == "bad") != wrong)
+    log = write_lines(tmp_path / "p.jsonl", old + new)
+    feedback = write_lines(tmp_path / "f.jsonl", [
+        {"request_id": r["request_id"], "outcome": label}
+        for r, label in zip(old + new, list(frame["credit_risk"]))])
+    decision = assess(log, feedback, card, TrainingConfig(monitor_min_feedback=50))
+    assert decision.live["rows"] == 60 and decision.live["roc_auc"] == 1.0
+    assert not decision.retrain
+    under = assess(log, feedback, {**card, "version": "v1"},
+                   TrainingConfig(monitor_min_feedback=50))
+    assert under.retrain and "under the floor" in under.reasons[-1]
+
+
+def test_reading_the_log_keeps_the_last_lines_and_skips_torn_ones(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(10)) + '{"n": 10, "to')
+    assert [r["n"] for r in read_json_lines(path, last=3)] == [7, 8, 9]
+    assert len(read_json_lines(path)) == 10
+    assert read_json_lines(tmp_path / "missing.jsonl") == []
+
+
+def test_trigger_posts_retrain_with_token_and_basic_auth(jenkins: type[Recorder]) -> None:
+    location = trigger_jenkins("input drift in amount", {
+        "JENKINS_TRIGGER_URL": jenkins.url, "JENKINS_TRIGGER_TOKEN": "s3cret",
+        "JENKINS_USER": "ct-bot", "JENKINS_API_TOKEN": "api-token"})
+    assert location.endswith("/queue/1/")
+    [sent] = jenkins.requests
+    assert sent["path"] == "/job/credit-risk/buildWithParameters"
+    assert sent["query"]["RETRAIN"] == ["true"] and sent["query"]["token"] == ["s3cret"]
+    assert sent["query"]["cause"] == ["input drift in amount"]
+    assert sent["authorization"] == "Basic " + base64.b64encode(b"ct-bot:api-token").decode()
+
+
+def test_trigger_failures_are_errors_with_the_reason(jenkins: type[Recorder]) -> None:
+    with pytest.raises(ValueError, match="JENKINS_TRIGGER_URL is not set"):
+        trigger_jenkins("x", {})
+    jenkins.status = 403
+    with pytest.raises(ValueError, match="HTTP 403"):
+        trigger_jenkins("x", {"JENKINS_TRIGGER_URL": jenkins.url})
+    nobody = f"http://127.0.0.1:{free_port()}/job/x/buildWithParameters"
+    with pytest.raises(ValueError, match="cannot reach Jenkins"):
+        trigger_jenkins("x", {"JENKINS_TRIGGER_URL": nobody})
+
+
+def monitor_cli(tmp_path: Path, registry: Path, log: Path, *arguments: str,
+                **environ: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m training monitor` the way cron or Jenkins would."""
+    env = {"PATH": "/usr/bin:/bin", "MODEL_REGISTRY": str(registry),
+           "REPORTS_DIR": str(tmp_path / "reports"),
+           "TRAINING_INCOMING_DIR": str(tmp_path / "incoming"), **environ}
+    return subprocess.run([sys.executable, "-m", "training", "monitor", "--log", str(log),
+                           "--feedback", str(tmp_path / "feedback.jsonl"), *arguments],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_monitor_command_triggers_jenkins_when_inputs_drift(
+        tmp_path: Path, promoted_registry: Path, data_file: Path,
+        jenkins: type[Recorder]) -> None:
+    version = Registry(promoted_registry).production_version()
+    batch = simulate_batch(load_dataset(data_file), "covariate", 1.0, 250, seed=8)
+    log = write_lines(tmp_path / "p.jsonl", log_lines(batch, version))
+    result = monitor_cli(tmp_path, promoted_registry, log, "--action", "trigger",
+                         JENKINS_TRIGGER_URL=jenkins.url, JENKINS_TRIGGER_TOKEN="tok")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "RETRAINING NEEDED" in result.stdout and "input drift in" in result.stdout
+    [sent] = jenkins.requests
+    assert sent["query"]["RETRAIN"] == ["true"] and sent["query"]["token"] == ["tok"]
+    assert "input drift" in sent["query"]["cause"][0]
+    report = json.loads((tmp_path / "reports" / "monitor.json").read_text())
+    assert report["retrain"] and report["actions"][0].startswith("triggered Jenkins")
+
+
+def test_monitor_command_does_not_trigger_on_stable_traffic(
+        tmp_path: Path, promoted_registry: Path, data_file: Path,
+        jenkins: type[Recorder]) -> None:
+    version = Registry(promoted_registry).production_version()
+    holdout = split(load_dataset(data_file), TrainingConfig())[1]
+    log = write_lines(tmp_path / "p.jsonl", log_lines(holdout, version))
+    result = monitor_cli(tmp_path, promoted_registry, log, "--action", "trigger",
+                         JENKINS_TRIGGER_URL=jenkins.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no retraining needed" in result.stdout
+    assert jenkins.requests == []
+
+
+def test_monitor_retrain_without_a_labelled_batch_exits_5(
+        tmp_path: Path, promoted_registry: Path, data_file: Path) -> None:
+    version = Registry(promoted_registry).production_version()
+    batch = simulate_batch(load_dataset(data_file), "covariate", 1.0, 250, seed=8)
+    log = write_lines(tmp_path / "p.jsonl", log_lines(batch, version))
+    result = monitor_cli(tmp_path, promoted_registry, log, "--action", "retrain")
+    assert result.returncode == 5, result.stdout + result.stderr
+    assert "no labelled batch waits" in result.stdout
+    assert Registry(promoted_registry).versions() == [version]
