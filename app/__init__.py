@@ -1,0 +1,80 @@
+"""The credit-risk web service: a Flask application factory.
+
+`create_app()` builds an app from defaults, then environment variables, then the given
+config; it loads the production model once (per Gunicorn worker) and keeps it in
+`app.extensions`. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from training.config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the service: settings, model holder, metrics, logs, blueprints, error handlers."""
+    # Imported here so that importing the package stays cheap and side-effect free.
+    from app import api, web
+    from app.config import load_settings
+    from app.drift_window import DriftWindow
+    from app.errors import register_error_handlers
+    from app.metrics import Metrics
+    from app.model_holder import ModelHolder
+    from app.prediction_log import JsonLinesLog
+    from app.request_id import init_request_id
+    from app.service import EXTENSION_KEY, Service
+
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined] - keep schema order in answers
+    settings = load_settings(overrides=config)
+    app.config.update(settings)
+    _configure_logging(str(settings["LOG_LEVEL"]))
+
+    metrics = Metrics()
+    holder = ModelHolder(
+        Path(settings["MODEL_REGISTRY"]), float(settings["MODEL_RELOAD_SECONDS"]),
+        on_load=lambda model, previous: metrics.model_loaded(
+            model.version, previous.version if previous is not None else None),
+        on_failure=lambda version, error: metrics.model_reload_failures.inc())
+    drift = DriftWindow(int(settings["DRIFT_WINDOW"]), int(settings["DRIFT_EVERY"]),
+                        int(settings["DRIFT_MIN_ROWS"]),
+                        TrainingConfig.from_env().drift_psi_threshold,
+                        on_report=lambda report: metrics.drift_computed(report.features,
+                                                                        report.rows))
+    app.extensions[EXTENSION_KEY] = Service(
+        settings=settings, holder=holder, metrics=metrics,
+        prediction_log=JsonLinesLog(Path(settings["PREDICTION_LOG"]),
+                                    int(settings["PREDICTION_LOG_MAX_BYTES"])),
+        feedback_log=JsonLinesLog(Path(settings["FEEDBACK_LOG"])),
+        drift=drift)
+
+    init_request_id(app)
+    metrics.instrument(app)
+    register_error_handlers(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(web.bp)
+
+    holder.refresh()  # the one load at start; later swaps follow the pointer
+    if holder.model is None:
+        logger.warning("no production model in %s yet; /readyz answers 503 until one is "
+                       "promoted", holder.registry.root)
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    """Send the app's and the training package's logs to stdout unless already set up."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, stream=sys.stdout,
+                            format="%(asctime)s %(levelname)s [%(process)d] %(name)s: "
+                                   "%(message)s")
+    for name in ("app", "training"):
+        logging.getLogger(name).setLevel(level)

@@ -1,0 +1,65 @@
+"""A worker's rolling window of recent inputs and their drift against the model's reference.
+
+PSI over hundreds of rows costs milliseconds, so it is recomputed every `every` rows rather
+than per request, by the one request thread that crosses the mark; the others never wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pandas as pd
+
+from training.drift import DriftReport, drift_report
+from training.schema import feature_names
+
+logger = logging.getLogger(__name__)
+
+DriftCallback = Callable[[DriftReport], None]
+
+
+class DriftWindow:
+    """The last `size` scored rows of this worker, with a periodic drift report."""
+
+    def __init__(self, size: int, every: int, min_rows: int, threshold: float,
+                 on_report: DriftCallback) -> None:
+        self.rows: deque[dict[str, Any]] = deque(maxlen=max(size, 1))
+        self.every = max(every, 1)
+        self.min_rows = min_rows
+        self.threshold = threshold
+        self._on_report = on_report
+        self._since_report = 0
+        self._count_lock = threading.Lock()
+        self._compute_lock = threading.Lock()
+        self.last_report: DriftReport | None = None
+
+    def add(self, rows: Iterable[dict[str, Any]], reference: dict[str, Any]) -> None:
+        """Remember scored rows; recompute drift when `every` rows arrived since the last."""
+        with self._count_lock:
+            for row in rows:
+                self.rows.append(row)
+                self._since_report += 1
+            due = self._since_report >= self.every and len(self.rows) >= self.min_rows
+            if due:
+                self._since_report = 0
+                snapshot = list(self.rows)
+        if due:
+            self.compute(snapshot, reference)
+
+    def compute(self, rows: list[dict[str, Any]], reference: dict[str, Any]) -> None:
+        """Drift of `rows` against `reference`, published through the callback."""
+        if not self._compute_lock.acquire(blocking=False):
+            return  # a computation is running; the next mark will catch up
+        try:
+            frame = pd.DataFrame(rows, columns=feature_names())
+            report = drift_report(frame, reference, self.threshold)
+            self.last_report = report
+            self._on_report(report)
+        except Exception:  # noqa: BLE001 - monitoring must never fail a prediction
+            logger.exception("drift computation failed")
+        finally:
+            self._compute_lock.release()

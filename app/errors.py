@@ -1,0 +1,97 @@
+"""Every error the service answers goes through `error_response`: JSON for the API.
+
+Browsers asking for a page outside /api get the same status with an HTML page instead.
+Unexpected exceptions are logged with their traceback and answered with a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+logger = logging.getLogger(__name__)
+
+# Machine-readable error codes of the HTTP statuses the service answers with.
+ERROR_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answer decided by a view: status, message and the bad fields, if any."""
+
+    def __init__(self, status: int, message: str, fields: dict[str, str] | None = None,
+                 error: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields or {}
+        self.error = error or ERROR_CODES.get(status, "error")
+
+
+def error_response(status: int, message: str, fields: dict[str, str] | None = None,
+                   error: str | None = None,
+                   headers: dict[str, str] | None = None) -> tuple[Response, int]:
+    """The one JSON error body: {"error", "message", "fields"?, "request_id"}."""
+    body: dict[str, Any] = {"error": error or ERROR_CODES.get(status, "error"),
+                            "message": message}
+    if fields:
+        body["fields"] = fields
+    request_id = g.get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    response = jsonify(body)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response, status
+
+
+def _wants_html() -> bool:
+    """A browser asking for a page (not an API client, not a JSON endpoint)."""
+    if request.path.startswith("/api/") or request.blueprint == "api":
+        return False
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
+def _http_error(error: HTTPException) -> Any:
+    status = error.code or 500
+    if status < 400:  # a routing redirect (308) is an answer, not an error
+        return error.get_response()
+    headers: dict[str, str] = {}
+    valid_methods = getattr(error, "valid_methods", None)
+    if valid_methods:  # a 405 says what is allowed
+        headers["Allow"] = ", ".join(sorted(valid_methods))
+    message = error.description or error.name
+    if _wants_html():
+        return render_template("error.html", status=status, title=error.name,
+                               message=message), status, headers
+    return error_response(status, message, headers=headers)
+
+
+def _api_error(error: ApiError) -> Any:
+    return error_response(error.status, error.message, error.fields, error.error)
+
+
+def _unexpected(error: Exception) -> Any:
+    if isinstance(error, HTTPException):
+        return _http_error(error)
+    logger.exception("unhandled error on %s %s", request.method, request.path)
+    return _http_error(InternalServerError(
+        "The server failed to answer this request; the error was logged."))
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every error of `app` through the helpers above."""
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,97 @@
+"""Gunicorn settings: `gunicorn -c app/gunicorn.conf.py app.wsgi:app`.
+
+Every value comes from the environment with a default here.
+
+Forwarded headers: we rely on Gunicorn's `forwarded_allow_ips` and do NOT add Werkzeug's
+ProxyFix. Gunicorn honours X-Forwarded-Proto (the request's scheme) only from peers in
+FORWARDED_ALLOW_IPS (default loopback, where NGINX runs; in compose, NGINX's address), and
+it is the process that sees the socket's real peer address. A ProxyFix would be a second
+trust setting that must agree with the first. The app takes no decision on the client's
+address (rate limiting is NGINX's job); X-Forwarded-For is only written to the access log.
+"""
+
+import os
+import shutil
+import tempfile
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+bind = os.environ.get("GUNICORN_BIND") or "127.0.0.1:8000"
+# Each worker holds its own copy of the model (tens of MB), so the default is modest;
+# threads overlap the I/O (log writes, slow clients) inside a worker.
+workers = _env_int("GUNICORN_WORKERS", 2)
+threads = _env_int("GUNICORN_THREADS", 4)
+worker_class = "gthread"
+timeout = _env_int("GUNICORN_TIMEOUT", 30)
+graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+# Longer than NGINX's upstream keepalive_timeout (60s by default), so that NGINX, not
+# Gunicorn, closes idle upstream connections: no request races a closing socket.
+keepalive = _env_int("GUNICORN_KEEPALIVE", 75)
+# Recycle workers now and then (bounded memory growth); the jitter keeps them from all
+# restarting at once. A restarting worker finishes its requests first.
+max_requests = _env_int("GUNICORN_MAX_REQUESTS", 2000)
+max_requests_jitter = _env_int("GUNICORN_MAX_REQUESTS_JITTER", 200)
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1"
+# One native (OpenMP/BLAS) thread per worker thread: the workers and their threads already
+# use the cores, and OpenMP's spin-waiting teams multiplied by workers x threads make a
+# loaded host crawl (the same reason as TrainingConfig.native_threads). Set before the
+# fork, so that every worker's numeric libraries start with it; an explicit value wins.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+accesslog = "-"
+errorlog = "-"
+loglevel = (os.environ.get("GUNICORN_LOG_LEVEL") or "info").lower()
+access_log_format = ('%(h)s "%({x-forwarded-for}i)s" %(t)s "%(r)s" %(s)s %(b)s %(M)sms '
+                     '"%({x-request-id}o)s" "%(a)s"')
+# The heartbeat file on tmpfs: a disk-backed /tmp can stall workers under I/O load.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
+
+# No control socket: its default path is one per user, which several servers on one host
+# (tests, `make serve`) would fight over, and nothing here uses it.
+control_socket_disable = True
+
+# prometheus_client picks multiprocess mode when it is imported with this variable set.
+# It is set here, in the master, before the fork, so every worker inherits it. The default
+# is a private directory per server, so that two servers on one host never mix samples;
+# that directory is removed again when the server exits.
+_OWN_METRICS_DIR = None
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _OWN_METRICS_DIR = tempfile.mkdtemp(
+        prefix="credit-metrics-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _OWN_METRICS_DIR
+
+
+def on_starting(server):  # noqa: ANN001 - Gunicorn's hook signature
+    """Empty the metrics directory (stale samples of a previous run) and seed the registry."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+    seed = os.environ.get("MODEL_SEED_DIR")
+    if not seed:
+        return
+    from app.config import load_settings
+    from app.seed import seed_registry
+    registry = load_settings()["MODEL_REGISTRY"]
+    try:
+        version = seed_registry(registry, seed)
+    except Exception:  # noqa: BLE001 - serve anyway: /readyz says 503 until a model exists
+        server.log.exception("could not seed the registry %s from %s", registry, seed)
+        return
+    if version:
+        server.log.info("seeded the registry %s with %s from %s", registry, version, seed)
+
+
+def child_exit(server, worker):  # noqa: ANN001 - Gunicorn's hook signature
+    """Drop the live gauges of a worker that exited (documented multiprocess cleanup)."""
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ANN001 - Gunicorn's hook signature
+    """Remove the metrics directory this config created (an operator's own one stays)."""
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_OWN_METRICS_DIR, ignore_errors=True)

@@ -1,0 +1,113 @@
+"""Prometheus metrics of the service, single-process or across Gunicorn workers.
+
+Under Gunicorn, PROMETHEUS_MULTIPROC_DIR is set by app/gunicorn.conf.py before any worker
+imports prometheus_client; every worker then writes its samples to files there and
+/metrics merges them (the documented multiprocess mode). Without it (tests, the dev
+server) each app gets its own CollectorRegistry, so that several apps in one process do
+not collide.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from flask import Flask, Response, g, request
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
+                               Histogram, generate_latest, multiprocess, values)
+
+from training.drift import FeatureDrift
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def multiprocess_mode() -> bool:
+    """Whether prometheus_client was imported with PROMETHEUS_MULTIPROC_DIR set."""
+    return values.ValueClass is not values.MutexValue
+
+
+class Metrics:
+    """The service's metric objects and their exposition."""
+
+    def __init__(self) -> None:
+        self.multiprocess = multiprocess_mode()
+        # In multiprocess mode samples live in files, not in a registry: registering them
+        # as well would export them twice.
+        self.registry: CollectorRegistry | None = None if self.multiprocess \
+            else CollectorRegistry()
+        registry = self.registry
+        self.requests = Counter("credit_http_requests_total", "HTTP requests answered.",
+                                ["route", "method", "status"], registry=registry)
+        self.latency = Histogram("credit_http_request_duration_seconds",
+                                 "Time to answer an HTTP request.",
+                                 ["route", "method", "status"], buckets=LATENCY_BUCKETS,
+                                 registry=registry)
+        self.predictions = Counter("credit_predictions_total",
+                                   "Scored rows by decision.", ["decision"], registry=registry)
+        self.rows_scored = Counter("credit_rows_scored_total", "Rows scored by the model.",
+                                   registry=registry)
+        self.model_info = Gauge("credit_model_info", "1 for the model version a live worker "
+                                "serves, 0 for one it served before.", ["version"],
+                                multiprocess_mode="livemax", registry=registry)
+        self.model_reloads = Counter("credit_model_loads_total",
+                                     "Model versions loaded and swapped in.", registry=registry)
+        self.model_reload_failures = Counter(
+            "credit_model_reload_failures_total",
+            "Model versions refused because they failed to load or to verify.",
+            registry=registry)
+        self.prediction_log_failures = Counter(
+            "credit_prediction_log_write_failures_total",
+            "Prediction-log writes that failed (the predictions were still answered).",
+            registry=registry)
+        self.feedback_log_failures = Counter(
+            "credit_feedback_log_write_failures_total", "Feedback-log writes that failed.",
+            registry=registry)
+        self.feature_drift = Gauge("credit_feature_drift_psi", "PSI of each input over the "
+                                   "recent rows of a worker against the production model's "
+                                   "training reference (max over live workers).",
+                                   ["feature"], multiprocess_mode="livemax", registry=registry)
+        self.drift_window_rows = Gauge("credit_drift_window_rows",
+                                       "Rows in the drift window (max over live workers).",
+                                       multiprocess_mode="livemax", registry=registry)
+
+    def model_loaded(self, version: str, previous: str | None) -> None:
+        """Record that `version` replaced `previous` in this worker."""
+        if previous and previous != version:
+            self.model_info.labels(version=previous).set(0)
+        self.model_info.labels(version=version).set(1)
+        self.model_reloads.inc()
+
+    def drift_computed(self, features: Iterable[FeatureDrift], rows: int) -> None:
+        """Publish the PSI of every input."""
+        for item in features:
+            self.feature_drift.labels(feature=item.feature).set(item.psi)
+        self.drift_window_rows.set(rows)
+
+    def exposition(self) -> Response:
+        """The Prometheus text of every metric (of every live worker in multiprocess mode)."""
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        else:
+            assert self.registry is not None
+            registry = self.registry
+        return Response(generate_latest(registry), mimetype=None,
+                        content_type=CONTENT_TYPE_LATEST)
+
+    def instrument(self, app: Flask) -> None:
+        """Count and time every request of `app` by route template, method and status."""
+
+        @app.before_request
+        def _start_timer() -> None:
+            g.metrics_started = time.perf_counter()
+
+        @app.after_request
+        def _record(response: Response) -> Response:
+            started = g.pop("metrics_started", None)
+            rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+            labels = {"route": rule, "method": request.method,
+                      "status": str(response.status_code)}
+            self.requests.labels(**labels).inc()
+            if started is not None:
+                self.latency.labels(**labels).observe(time.perf_counter() - started)
+            return response

@@ -1,0 +1,145 @@
+"""The OpenAPI 3.0 document of the API, generated from `training.schema`.
+
+Categories become enums, integer bounds become minimum/maximum, model inputs are the
+required list and protected columns are optional and marked as not used for scoring. The
+example applicant is the production model's training reference (median or most frequent
+value of each input) when a model is loaded, so it is a realistic, valid request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training import __version__
+from training.schema import FEATURES, INPUTS, Column, Role
+
+from app.validation import BATCH_KEY, outcome_values
+
+JSON = "application/json"
+
+
+def column_schema(column: Column) -> dict[str, Any]:
+    """The JSON Schema (OpenAPI 3.0 dialect) of one input column."""
+    description = column.description
+    if column.unit:
+        description += f" Unit: {column.unit}."
+    if column.role is Role.PROTECTED:
+        description += (" Optional: recorded for fairness monitoring, never used for "
+                        "scoring.")
+    schema: dict[str, Any] = {"title": column.label, "description": description}
+    if column.is_numeric:
+        schema.update(type="integer", minimum=column.minimum, maximum=column.maximum)
+    else:
+        schema.update(type="string", enum=list(column.categories))
+    return schema
+
+
+def example_applicant(reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A valid applicant: the reference's typical values, else a value inside each domain."""
+    example: dict[str, Any] = {}
+    for column in FEATURES:
+        entry = (reference or {}).get(column.name)
+        if column.is_numeric:
+            value = int(entry["median"]) if entry else (column.minimum + column.maximum) // 2
+            example[column.name] = min(max(value, column.minimum), column.maximum)
+        else:
+            mode = entry.get("mode") if entry else None
+            example[column.name] = mode if mode in column.categories else column.categories[0]
+    return example
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _schemas(max_batch_size: int, example: dict[str, Any]) -> dict[str, Any]:
+    applicant = {"type": "object", "additionalProperties": False,
+                 "required": [c.name for c in INPUTS if c.required],
+                 "properties": {c.name: column_schema(c) for c in INPUTS},
+                 "example": example}
+    prediction = {"type": "object", "required": ["request_id", "probability_bad", "decision"],
+                  "properties": {
+                      "request_id": {"type": "string"},
+                      "probability_bad": {"type": "number", "minimum": 0, "maximum": 1,
+                                          "description": "Probability of a bad credit risk."},
+                      "decision": {"type": "string", "enum": ["approve", "decline"]}}}
+    return {
+        "Applicant": applicant,
+        "Batch": {"type": "object", "additionalProperties": False, "required": [BATCH_KEY],
+                  "properties": {BATCH_KEY: {"type": "array", "minItems": 1,
+                                             "maxItems": max_batch_size,
+                                             "items": {"$ref": "#/components/schemas/Applicant"}}}},
+        "Prediction": prediction,
+        "PredictionResponse": {
+            "type": "object", "required": ["request_id", "model_version", "predictions"],
+            "properties": {"request_id": {"type": "string"},
+                           "model_version": {"type": "string"},
+                           "threshold": {"type": "number"},
+                           "predictions": {"type": "array",
+                                           "items": {"$ref": "#/components/schemas/Prediction"}}}},
+        "Feedback": {"type": "object", "additionalProperties": False,
+                     "required": ["request_id", "outcome"],
+                     "properties": {"request_id": {"type": "string", "maxLength": 128},
+                                    "outcome": {"type": "string",
+                                                "enum": list(outcome_values())}}},
+        "Error": {"type": "object", "required": ["error", "message"],
+                  "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                                 "request_id": {"type": "string"},
+                                 "fields": {"type": "object",
+                                            "additionalProperties": {"type": "string"},
+                                            "description": "Problem of each bad field, by "
+                                                           "path (e.g. instances[0].amount)."}}},
+    }
+
+
+def _paths(max_batch_size: int) -> dict[str, Any]:
+    body_errors = {"400": _error_response("Malformed JSON or an empty body."),
+                   "413": _error_response("Body larger than the configured limit."),
+                   "415": _error_response("Content-Type is not application/json."),
+                   "422": _error_response("Fields that do not match the schema, each named "
+                                          "(also a batch over the size limit).")}
+    no_model = _error_response("No verified model is loaded.")
+    return {
+        "/api/v1/predict": {"post": {
+            "summary": "Probability of bad credit risk and decision, for one applicant or "
+                       f"a batch of up to {max_batch_size}.",
+            "operationId": "predict",
+            "requestBody": {"required": True, "content": {JSON: {"schema": {"oneOf": [
+                {"$ref": "#/components/schemas/Applicant"},
+                {"$ref": "#/components/schemas/Batch"}]}}}},
+            "responses": {"200": {"description": "One prediction per applicant.",
+                                  "content": {JSON: {"schema": {
+                                      "$ref": "#/components/schemas/PredictionResponse"}}}},
+                          **body_errors, "503": no_model}}},
+        "/api/v1/feedback": {"post": {
+            "summary": "Record the true outcome of a scored request.",
+            "operationId": "feedback",
+            "requestBody": {"required": True, "content": {JSON: {"schema": {
+                "$ref": "#/components/schemas/Feedback"}}}},
+            "responses": {"201": {"description": "Recorded."}, **body_errors}}},
+        "/api/v1/model": {"get": {"summary": "The serving model's card.", "operationId": "model",
+                                  "responses": {"200": {"description": "Model card."},
+                                                "503": no_model}}},
+        "/api/v1/openapi.json": {"get": {"summary": "This document.", "operationId": "openapi",
+                                         "responses": {"200": {"description": "OpenAPI 3."}}}},
+        "/healthz": {"get": {"summary": "Liveness.", "operationId": "healthz",
+                             "responses": {"200": {"description": "Alive."}}}},
+        "/readyz": {"get": {"summary": "Readiness: a verified model is loaded.",
+                            "operationId": "readyz",
+                            "responses": {"200": {"description": "Ready, with the version."},
+                                          "503": no_model}}},
+    }
+
+
+def build_openapi(max_batch_size: int,
+                  reference: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole OpenAPI 3.0 document."""
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Credit risk scoring API", "version": __version__,
+                 "description": "Scores consumer credit applications (South German Credit "
+                                "data) with the production model of the registry."},
+        "paths": _paths(max_batch_size),
+        "components": {"schemas": _schemas(max_batch_size, example_applicant(reference))},
+    }

@@ -1,0 +1,83 @@
+"""Score validated rows with the serving model, then log, count and watch them.
+
+Views call `score_rows`; it holds one model reference for the whole request, so a swap
+in the middle never mixes two versions in one answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from app.errors import ApiError
+from app.prediction_log import utc_now
+from app.service import Service, service
+from training.artifact import LoadedModel
+from training.schema import feature_names
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One scored row."""
+
+    request_id: str
+    probability_bad: float
+    decision: str
+    inputs: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as the API answers it."""
+        return {"request_id": self.request_id, "probability_bad": self.probability_bad,
+                "decision": self.decision}
+
+
+def current_model() -> LoadedModel:
+    """The serving model, or a 503 ApiError when none is loaded."""
+    model = service().holder.get()
+    if model is None:
+        raise ApiError(503, "No verified model is loaded yet; try again shortly.")
+    return model
+
+
+def row_request_ids(request_id: str, count: int, batch: bool) -> list[str]:
+    """One id per row: the request's own for a single row, `<id>-<n>` within a batch."""
+    return [request_id] if not batch else [f"{request_id}-{n}" for n in range(count)]
+
+
+def score_rows(rows: list[dict[str, Any]], request_id: str,
+               batch: bool) -> tuple[LoadedModel, list[Scored]]:
+    """Score rows; log every one, count them, feed the drift window."""
+    state = service()
+    model = current_model()
+    frame = pd.DataFrame(rows, columns=feature_names())
+    probabilities = model.predict_proba_bad(frame)
+    decisions = model.decide(probabilities)
+    scored = [Scored(rid, round(float(p), 6), d, row) for rid, p, d, row in
+              zip(row_request_ids(request_id, len(rows), batch), probabilities, decisions,
+                  rows)]
+    _log(state, model, scored)
+    for item in scored:
+        state.metrics.predictions.labels(decision=item.decision).inc()
+    state.metrics.rows_scored.inc(len(scored))
+    state.drift.add(rows, model.card["reference"])
+    return model, scored
+
+
+def _log(state: Service, model: LoadedModel, scored: list[Scored]) -> None:
+    """Append one line per row; a failed write is counted and logged, never raised."""
+    time = utc_now()
+    records = [{"time": time, "request_id": item.request_id, "inputs": item.inputs,
+                "output": {"probability_bad": item.probability_bad,
+                           "decision": item.decision},
+                "model_version": model.version} for item in scored]
+    try:
+        state.prediction_log.append(records)
+    except OSError as error:
+        state.metrics.prediction_log_failures.inc()
+        logger.error("could not write %d line(s) to the prediction log %s: %s",
+                     len(records), state.prediction_log.path, error)

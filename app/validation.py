@@ -1,0 +1,157 @@
+"""Check scoring requests against `training.schema`: the only place columns are declared.
+
+Every problem is collected, keyed by the field's path (`amount`, `instances[2].age`), so
+that one answer names every bad field. Types are strict: JSON `true` is not an integer,
+`12.0` and `"12"` are not integers either, and categories must match exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.request_id import is_sane
+from training.schema import COLUMNS_BY_NAME, INPUTS, TARGET, Column, Role
+
+BATCH_KEY = "instances"
+KNOWN_FIELDS = frozenset(column.name for column in INPUTS)
+
+
+class ValidationFailed(Exception):
+    """A request that does not match the schema; `fields` maps each path to its problem."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__(f"{len(fields)} invalid field(s)")
+        self.fields = fields
+
+
+def _path(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a Python value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def describe(column: Column) -> str:
+    """What a valid value of `column` is, in words (used by messages and the form)."""
+    if column.is_numeric:
+        return f"must be an integer between {column.minimum} and {column.maximum}"
+    options = ", ".join(f"'{category}'" for category in column.categories)
+    return f"must be one of {options}"
+
+
+def check_value(column: Column, value: Any) -> str | None:
+    """The problem with one value of `column`, or None when it is valid."""
+    if column.is_numeric:
+        # bool is a subclass of int in Python, but `true` is not a number in JSON.
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{describe(column)} (got {_json_type(value)})"
+        if not column.minimum <= value <= column.maximum:  # type: ignore[operator]
+            return f"{describe(column)} (got {value})"
+        return None
+    if not isinstance(value, str):
+        return f"{describe(column)} (got {_json_type(value)})"
+    if value not in column.categories:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        return f"{describe(column)} (got {shown!r})"
+    return None
+
+
+def validate_applicant(payload: Any, prefix: str = "") -> tuple[dict[str, Any], dict[str, str]]:
+    """One applicant: the clean row (inputs only) and the problems by field path."""
+    if not isinstance(payload, dict):
+        return {}, {prefix or "body": f"must be a JSON object (got {_json_type(payload)})"}
+    errors: dict[str, str] = {}
+    for name in payload:
+        if name not in KNOWN_FIELDS:
+            errors[_path(prefix, str(name))] = ("unknown field; the model's inputs are "
+                                                "listed in /api/v1/openapi.json")
+    row: dict[str, Any] = {}
+    for column in INPUTS:
+        value = payload.get(column.name)
+        if value is None:
+            if column.required:
+                errors[_path(prefix, column.name)] = f"is required; {describe(column)}"
+            continue  # an optional (protected) field may be left out or null
+        problem = check_value(column, value)
+        if problem:
+            errors[_path(prefix, column.name)] = problem
+        else:
+            row[column.name] = value
+    return row, errors
+
+
+def validate_request(payload: Any, max_batch_size: int) -> tuple[list[dict[str, Any]], bool]:
+    """All rows of a scoring request and whether it was a batch; ValidationFailed otherwise."""
+    if isinstance(payload, dict) and BATCH_KEY in payload:
+        return _validate_batch(payload, max_batch_size), True
+    if not isinstance(payload, dict):
+        raise ValidationFailed({"body": "must be a JSON object: one applicant, or "
+                                        f"{{\"{BATCH_KEY}\": [applicants]}} "
+                                        f"(got {_json_type(payload)})"})
+    row, errors = validate_applicant(payload)
+    if errors:
+        raise ValidationFailed(errors)
+    return [row], False
+
+
+def _validate_batch(payload: dict[str, Any], max_batch_size: int) -> list[dict[str, Any]]:
+    errors = {str(name): f"unknown field; a batch holds only \"{BATCH_KEY}\""
+              for name in payload if name != BATCH_KEY}
+    instances = payload[BATCH_KEY]
+    if not isinstance(instances, list):
+        errors[BATCH_KEY] = f"must be an array of applicants (got {_json_type(instances)})"
+    elif not instances:
+        errors[BATCH_KEY] = "must hold at least one applicant"
+    elif len(instances) > max_batch_size:
+        errors[BATCH_KEY] = (f"must hold at most {max_batch_size} applicants "
+                             f"(got {len(instances)})")
+    if errors:
+        raise ValidationFailed(errors)
+    rows = []
+    for index, item in enumerate(instances):
+        row, problems = validate_applicant(item, f"{BATCH_KEY}[{index}]")
+        errors.update(problems)
+        rows.append(row)
+    if errors:
+        raise ValidationFailed(errors)
+    return rows
+
+
+def is_protected(name: str) -> bool:
+    """Whether a field is accepted for fairness reporting but never used for scoring."""
+    return COLUMNS_BY_NAME[name].role is Role.PROTECTED
+
+
+FEEDBACK_FIELDS = ("request_id", "outcome")
+
+
+def outcome_values() -> tuple[str, ...]:
+    """The true outcomes a feedback record may report: the target's categories."""
+    return COLUMNS_BY_NAME[TARGET].categories
+
+
+def validate_feedback(payload: Any) -> dict[str, str]:
+    """A feedback record {"request_id", "outcome"}; ValidationFailed naming bad fields."""
+    if not isinstance(payload, dict):
+        raise ValidationFailed({"body": f"must be a JSON object (got {_json_type(payload)})"})
+    errors = {str(name): "unknown field" for name in payload if name not in FEEDBACK_FIELDS}
+    request_id = payload.get("request_id")
+    if not isinstance(request_id, str) or not is_sane(request_id):
+        errors["request_id"] = ("is required: the request_id of a prediction (letters, "
+                                "digits, '.', '_', ':', '-'; at most 128)")
+    outcome = payload.get("outcome")
+    if outcome not in outcome_values() or not isinstance(outcome, str):
+        errors["outcome"] = "must be one of " + ", ".join(f"'{v}'" for v in outcome_values())
+    if errors:
+        raise ValidationFailed(errors)
+    return {"request_id": request_id, "outcome": outcome}  # type: ignore[dict-item]

@@ -1,0 +1,129 @@
+"""Settings precedence, the Gunicorn config file, and seeding a registry from the image."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app import create_app
+from app.config import DEFAULTS, SettingsError, load_settings
+from app.seed import SEED_REASON, seed_registry
+from tests.conftest import ROOT
+from training.registry import Registry
+
+GUNICORN_CONF = ROOT / "app" / "gunicorn.conf.py"
+
+
+def test_settings_come_from_defaults_then_environment_then_overrides() -> None:
+    environ = {"MAX_BATCH_SIZE": "7", "MODEL_RELOAD_SECONDS": "2.5", "MODEL_REGISTRY": "/r"}
+    settings = load_settings(environ, overrides={"MODEL_REGISTRY": "/override"})
+    assert settings["MAX_BATCH_SIZE"] == 7
+    assert settings["MODEL_RELOAD_SECONDS"] == 2.5
+    assert settings["MODEL_REGISTRY"] == "/override"
+    assert settings["FEEDBACK_LOG"] == DEFAULTS["FEEDBACK_LOG"]
+
+
+def test_settings_refuse_a_malformed_environment_value() -> None:
+    with pytest.raises(SettingsError, match="MAX_BATCH_SIZE"):
+        load_settings({"MAX_BATCH_SIZE": "many"})
+
+
+def test_app_reads_the_environment(monkeypatch: pytest.MonkeyPatch, promoted_registry: Path,
+                                   tmp_path: Path) -> None:
+    monkeypatch.setenv("MODEL_REGISTRY", str(promoted_registry))
+    monkeypatch.setenv("MAX_BATCH_SIZE", "3")
+    monkeypatch.setenv("PREDICTION_LOG", str(tmp_path / "p.jsonl"))
+    app = create_app({"TESTING": True})
+    assert app.config["MAX_BATCH_SIZE"] == 3
+    assert app.test_client().get("/readyz").status_code == 200
+
+
+def load_gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                       **environ: str) -> dict[str, Any]:
+    """The settings module as Gunicorn evaluates it, under the given environment."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prometheus"))
+    for name in ("GUNICORN_BIND", "GUNICORN_WORKERS", "GUNICORN_THREADS", "GUNICORN_TIMEOUT",
+                 "FORWARDED_ALLOW_IPS", "MODEL_SEED_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(GUNICORN_CONF))
+
+
+def test_gunicorn_conf_defaults_are_safe(monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: Path) -> None:
+    conf = load_gunicorn_conf(monkeypatch, tmp_path)
+    assert conf["bind"] == "127.0.0.1:8000"
+    assert conf["forwarded_allow_ips"] == "127.0.0.1"
+    assert conf["accesslog"] == "-" and conf["errorlog"] == "-"
+    assert conf["max_requests"] > 0 and 0 < conf["max_requests_jitter"] < conf["max_requests"]
+    assert conf["graceful_timeout"] > 0 and conf["timeout"] > 0
+    assert conf["worker_class"] == "gthread"
+
+
+def test_gunicorn_conf_reads_the_environment(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    conf = load_gunicorn_conf(monkeypatch, tmp_path, GUNICORN_BIND="0.0.0.0:9000",
+                              GUNICORN_WORKERS="5", GUNICORN_THREADS="3",
+                              GUNICORN_TIMEOUT="12", FORWARDED_ALLOW_IPS="10.0.0.2")
+    assert (conf["bind"], conf["workers"], conf["threads"], conf["timeout"]) == \
+        ("0.0.0.0:9000", 5, 3, 12)
+    assert conf["forwarded_allow_ips"] == "10.0.0.2"
+
+
+def test_gunicorn_conf_settings_are_known_to_gunicorn(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    from gunicorn.config import Config
+    known = set(Config().settings)
+    conf = load_gunicorn_conf(monkeypatch, tmp_path)
+    settings = {name for name, value in conf.items()
+                if not name.startswith("_") and not callable(value)
+                and not hasattr(value, "__file__")}
+    assert settings <= known, settings - known
+    hooks = {name for name, value in conf.items() if callable(value) and name in known}
+    assert {"on_starting", "child_exit", "on_exit"} <= hooks
+
+
+class _Server:
+    """The part of Gunicorn's arbiter that the hooks use."""
+
+    class log:  # noqa: N801 - mimics the attribute
+        messages: list[str] = []
+
+        @classmethod
+        def info(cls, message: str, *args: Any) -> None:
+            cls.messages.append(message % args)
+
+        exception = info
+
+
+def test_gunicorn_start_hook_clears_metrics_and_seeds_an_empty_registry(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, trained_model_dir: Path) -> None:
+    registry = tmp_path / "registry"
+    conf = load_gunicorn_conf(monkeypatch, tmp_path, MODEL_SEED_DIR=str(trained_model_dir),
+                              MODEL_REGISTRY=str(registry))
+    stale = tmp_path / "prometheus" / "counter_123.db"
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
+    conf["on_starting"](_Server())
+    assert not stale.exists() and stale.parent.is_dir()
+    production = Registry(registry).production_version()
+    assert production is not None
+    assert Registry(registry).history()[-1]["reason"] == SEED_REASON
+
+
+def test_seed_never_replaces_an_existing_production_model(promoted_registry: Path,
+                                                          trained_model_dir: Path) -> None:
+    registry = Registry(promoted_registry)
+    before = registry.production_version()
+    assert seed_registry(promoted_registry, trained_model_dir) is None
+    assert registry.production_version() == before
+    assert len(registry.history()) == 1
+
+
+def test_seed_does_nothing_without_a_seed_dir(tmp_path: Path) -> None:
+    assert seed_registry(tmp_path / "registry", None) is None
+    assert not (tmp_path / "registry").exists()
