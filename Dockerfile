@@ -1,0 +1,129 @@
+# The credit-risk service image. The model is trained while the image builds:
+#
+#   deps     the pinned runtime dependencies in a venv (the runtime stage copies it as is)
+#   build    deps + pytest: validate the data, train, apply the absolute floor, run the model
+#            tests. Invalid data or a model under the floor fails `docker build` right here.
+#   runtime  the base image + the runtime venv + app/, training/, the data, the model and the
+#            build's reports. No compilers, no tests, a non-root user.
+#
+# `make image` builds it (see the Makefile for why it builds twice: the model version label).
+# Plain `docker build .` or `docker compose up --build` work too; the model version label is
+# then empty, /opt/build-info.json still names the version. Works with the classic builder
+# (Docker 20.10, docker-compose v1) and BuildKit alike, so no BuildKit-only syntax: the pip
+# download is cached by layer order (requirements before code) instead of a cache mount.
+#
+# The base image is a build argument so that machines without a registry can build against
+# a local stand-in with the same name (.ci/base-images.sh).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- deps ----------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS deps
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+COPY requirements.txt /tmp/requirements.txt
+# Exactly the pinned set: --no-deps installs nothing unpinned, and `pip check` fails the
+# build naming any dependency requirements.txt forgot. Wheels only: a package that needs
+# compiling is a pin to fix, not a compiler to install. The packages' own test suites (pandas
+# and scipy ship over 100 MB of them) and the installer are not needed to serve; the build
+# stage's model tests run on this trimmed venv.
+RUN pip install --no-deps --only-binary=:all: -r /tmp/requirements.txt \
+    && pip check \
+    && find /opt/venv/lib -type d -name tests -prune -exec rm -rf {} + \
+    && pip uninstall --yes --quiet pip setuptools
+
+# --- build: validate, train, floor gate, model tests ---------------------------------------
+FROM deps AS build
+WORKDIR /src
+# pytest at the version requirements-dev.txt pins (used as constraints: nothing else from the
+# dev set is installed, and the versions are written once).
+COPY requirements.txt requirements-dev.txt /tmp/
+RUN python -m ensurepip --default-pip >/dev/null \
+    && python -m pip install --only-binary=:all: --constraint /tmp/requirements-dev.txt pytest
+COPY setup.cfg ./
+COPY training/ training/
+COPY data/credit.csv data/credit.csv
+ENV REPORTS_DIR=/opt/reports
+# Fails the build naming every failed check (columns, types, ranges, duplicates, ...).
+RUN python -m training validate --data data/credit.csv
+# The card records the commit it was built from (training.train.git_commit reads GIT_COMMIT).
+# Declared here, after the expensive layers, so only training reruns when it changes.
+ARG GIT_COMMIT=unknown
+ENV GIT_COMMIT=${GIT_COMMIT}
+# Exit status 3 (under the absolute floor) fails the build; the log names the failed check.
+RUN python -m training train --data data/credit.csv --output /opt/model \
+    && mv /opt/reports/gate.json /opt/reports/floor-gate.json \
+    && mv /opt/reports/junit-gate.xml /opt/reports/junit-floor-gate.xml
+COPY tests/__init__.py tests/conftest.py tests/helpers.py tests/
+COPY tests/model/ tests/model/
+RUN python -m pytest tests/model -p no:cacheprovider \
+        --junitxml=/opt/reports/junit-model-image.xml -o junit_suite_name=model-image
+# What this image serves, for `make image` (the label), smoke tests and people: the version
+# the registry will give this model (training.registry.new_version_name), the commit and the
+# project version.
+RUN python -c "import json, training; from pathlib import Path; \
+from training.artifact import read_card; from training.registry import new_version_name; \
+card = read_card(Path('/opt/model')); \
+info = {'model_version': new_version_name(card), 'git_commit': card['git_commit'], \
+        'version': training.__version__, 'artifact_sha256': card['artifact_sha256']}; \
+text = json.dumps(info, indent=2) + '\\n'; \
+Path('/opt/build-info.json').write_text(text); \
+Path('/opt/reports/build-info.json').write_text(text)"
+
+# --- runtime -------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG APP_UID=10001
+RUN groupadd --gid ${APP_UID} credit \
+    && useradd --uid ${APP_UID} --gid credit --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin credit \
+    && mkdir -p /var/lib/credit/registry /var/lib/credit/log /var/lib/credit/reports \
+        /var/lib/credit/training/incoming \
+    && chown -R credit:credit /var/lib/credit
+COPY --from=deps /opt/venv /opt/venv
+WORKDIR /srv/credit-risk
+COPY LICENSE ./
+COPY data/README.md data/credit.csv data/
+COPY training/ training/
+COPY app/ app/
+RUN /opt/venv/bin/python -m compileall -q training app
+COPY --from=build /opt/model /opt/model
+COPY --from=build /opt/reports /opt/reports
+COPY --from=build /opt/build-info.json /opt/build-info.json
+
+# Named volumes mount over /var/lib/credit/{registry,log}; a new volume takes the
+# directory's owner from the image, so the non-root user can write to it. Gunicorn's start
+# hook registers and promotes /opt/model when the registry has no production model yet.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    MODEL_SEED_DIR=/opt/model \
+    MODEL_REGISTRY=/var/lib/credit/registry \
+    PREDICTION_LOG=/var/lib/credit/log/predictions.jsonl \
+    FEEDBACK_LOG=/var/lib/credit/log/feedback.jsonl \
+    REPORTS_DIR=/var/lib/credit/reports \
+    GUNICORN_BIND=0.0.0.0:8000
+USER credit
+EXPOSE 8000
+# Ready only when a verified model serves; the interpreter is the check (no curl needed).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-c", \
+    "import os, urllib.request; port = os.environ['GUNICORN_BIND'].rsplit(':', 1)[1]; urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=4)"]
+CMD ["gunicorn", "-c", "app/gunicorn.conf.py", "app.wsgi:app"]
+
+# Last, so that a new commit or model only changes metadata. MODEL_VERSION must be the
+# version trained above (checked), so the label never names another model.
+ARG GIT_COMMIT=unknown
+ARG VERSION=unknown
+ARG MODEL_VERSION=
+RUN built=$(python -c "import json; print(json.load(open('/opt/build-info.json'))['model_version'])") \
+    && if [ -n "$MODEL_VERSION" ] && [ "$MODEL_VERSION" != "$built" ]; then \
+        echo "MODEL_VERSION=$MODEL_VERSION, but this build trained $built (did the build" \
+            "context change between the two builds of 'make image'?)" >&2; exit 1; fi
+LABEL org.opencontainers.image.title="credit-risk" \
+      org.opencontainers.image.description="Credit-risk scoring service: Flask/Gunicorn with the model trained at build time" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.revision="${GIT_COMMIT}" \
+      org.opencontainers.image.version="${VERSION}" \
+      io.credit-risk.model.version="${MODEL_VERSION}"

@@ -1,0 +1,126 @@
+"""Helpers of the container tests: run make targets and compose the way the pipeline does."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+ROOT = Path(__file__).resolve().parents[2]
+# Hang guards for make, not timing checks: a cold build downloads the dependencies and
+# trains the model three times (train + the model tests) on a possibly busy machine.
+BUILD_TIMEOUT = 3600
+STACK_TIMEOUT = 600
+
+
+@dataclass
+class Made:
+    """The outcome of one `make` run: exit status and combined output."""
+
+    target: str
+    status: int
+    output: str
+
+    def tail(self, lines: int = 60) -> str:
+        """The last lines of the output, for assertion messages."""
+        return "\n".join(self.output.splitlines()[-lines:])
+
+
+def run_make(target: str, variables: dict[str, str] | None = None,
+             timeout: float = STACK_TIMEOUT) -> Made:
+    """`make <target> VAR=value ...` in the checkout, in Docker mode, output captured."""
+    command = ["make", "--no-print-directory", target]
+    command += [f"{name}={value}" for name, value in (variables or {}).items()]
+    environ = {**os.environ, "PIPELINE_MODE": "docker"}
+    completed = subprocess.run(command, cwd=ROOT, env=environ, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                               check=False)
+    return Made(target, completed.returncode, completed.stdout)
+
+
+def compose_available() -> bool:
+    """Whether `docker compose` (v2) or `docker-compose` (v1) exists."""
+    return bool(compose_command())
+
+
+def compose_command() -> list[str]:
+    """`docker compose` when the v2 plugin exists, else `docker-compose` (as the Makefile)."""
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+    if probe.returncode == 0:
+        return ["docker", "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else []
+
+
+def remove_image(client: docker.DockerClient, reference: str) -> None:
+    """Untag an image the tests built, keeping its layers as build cache."""
+    try:
+        client.images.remove(reference, force=True, noprune=True)
+    except docker.errors.ImageNotFound:
+        pass
+
+
+def image_references(tag: str) -> tuple[str, str, str]:
+    """What `make image IMAGE_TAG=tag` tags: the app image, its build stage, NGINX's image."""
+    app = f"credit-risk-app:{tag}"
+    return app, f"{app}-build", f"credit-risk-nginx:{tag}"
+
+
+def remove_built_images(client: docker.DockerClient, tag: str) -> None:
+    """Untag every image `make image IMAGE_TAG=tag` made (their layers stay as cache)."""
+    for reference in image_references(tag):
+        remove_image(client, reference)
+
+
+def remove_project_volumes(client: docker.DockerClient, project: str) -> None:
+    """Remove the volumes of a compose project (also those gate-image/retrain-image made)."""
+    for volume in client.volumes.list(
+            filters={"label": f"com.docker.compose.project={project}"}):
+        volume.remove(force=True)
+
+
+@dataclass
+class Images:
+    """The two images of one `make image` run, and the make variables that name them."""
+
+    tag: str
+    app: str
+    proxy: str
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Stack:
+    """A compose stack of the test images under its own project name and public port."""
+
+    project: str
+    port: int
+    variables: dict[str, str]
+    gate: Made
+    reports: Path
+
+    @property
+    def url(self) -> str:
+        """The public URL: NGINX."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def compose(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """Run a compose command against this stack, with the Makefile's variables."""
+        environ = {**os.environ, **self.variables}
+        return subprocess.run([*compose_command(), *arguments], cwd=ROOT, env=environ,
+                              capture_output=True, text=True, timeout=STACK_TIMEOUT,
+                              check=False)
+
+    def container(self, client: docker.DockerClient, service: str) -> Container:
+        """The running container of one service."""
+        found = client.containers.list(filters={
+            "label": [f"com.docker.compose.project={self.project}",
+                      f"com.docker.compose.service={service}"]})
+        assert len(found) == 1, f"expected one running {service} container, found {found}"
+        return found[0]
