@@ -1,0 +1,455 @@
+"""`make report`: reports/summary.html and summary.txt, the body of the build e-mail.
+
+Built from what the run left in reports/ (pipeline/inputs.py): overall status, each stage's
+result and duration, test counts per kind, coverage, lint findings, the model's metrics next
+to the champion's, the gate decision with its reasons, the build link when Jenkins ran it,
+and what is missing. The HTML uses inline styles and tables only, because mail clients drop
+style sheets; every value from a report file is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline.inputs import Inputs, TestCounts, collect
+
+logger = logging.getLogger("pipeline")
+
+UNKNOWN = "UNKNOWN"
+COLOURS = {"SUCCESS": "#1a7f37", "UNSTABLE": "#9a6700", "FAILURE": "#cf222e",
+           "ABORTED": "#57606a", UNKNOWN: "#57606a"}
+RESULT_COLOURS = {"passed": "#1a7f37", "unstable": "#9a6700", "failed": "#cf222e",
+                  "skipped": "#57606a", "not applicable": "#57606a", "not run": "#8c959f"}
+DECISIONS = {"promoted": "promoted: the new model serves production",
+             "champion_kept": "champion kept: the production model stays",
+             "failed": "failed: the model is under the quality floor",
+             "floor_passed": "floor passed; champion/challenger has not run yet"}
+FONT = "-apple-system,BlinkMacSystemFont,'Segoe UI',Helvetica,Arial,sans-serif"
+GATE_KIND = "gate"  # reports/junit-gate.xml, written by training/gate.py
+
+
+@dataclass
+class Summary:
+    """The rendered summary and what the e-mail subject needs."""
+
+    status: str
+    headline: str
+    subject: str
+    html: str
+    text: str
+
+
+def overall_status(inputs: Inputs, environ: Mapping[str, str]) -> tuple[str, str]:
+    """The build status and where it comes from: Jenkins, the stage record, or the reports."""
+    if environ.get("BUILD_RESULT"):
+        return environ["BUILD_RESULT"].upper(), "the Jenkins build result"
+    if inputs.stages and inputs.stages.get("status"):
+        return str(inputs.stages["status"]), "the stage record"
+    decision = (inputs.gate or {}).get("decision")
+    # The gate's own JUnit file fails a check when the champion is kept; its decision,
+    # not that check, says what the build is.
+    failed_tests = any(t.failures or t.errors for t in inputs.tests if t.kind != GATE_KIND)
+    if failed_tests or decision == "failed":
+        return "FAILURE", "the report files (no stage record)"
+    if decision == "champion_kept":
+        return "UNSTABLE", "the report files (no stage record)"
+    if not inputs.tests and inputs.gate is None:
+        return UNKNOWN, "nothing: no stage record and no reports"
+    return "SUCCESS", "the report files (no stage record)"
+
+
+def failed_stage(inputs: Inputs) -> dict[str, Any] | None:
+    """The stage that failed, from the stage record."""
+    for stage in (inputs.stages or {}).get("stages", []):
+        if stage.get("result") == "failed":
+            return stage
+    return None
+
+
+def headline(status: str, inputs: Inputs) -> str:
+    """One phrase for the subject: the failed stage, or the gate decision."""
+    stage = failed_stage(inputs)
+    if stage is not None:
+        return f"stage '{stage.get('name')}' failed"
+    decision = (inputs.gate or {}).get("decision")
+    version = _challenger(inputs).get("version")
+    if decision == "champion_kept":
+        return "champion kept, nothing deployed"
+    if decision == "promoted":
+        return f"model {version} promoted" if version else "model promoted"
+    if status == "FAILURE":
+        return "build failed"
+    if status == UNKNOWN:
+        return "no results found in reports/"
+    return "all stages passed" if status == "SUCCESS" else status.lower()
+
+
+def where(inputs: Inputs) -> str:
+    """The job and build number in Jenkins, else 'local run'."""
+    build = inputs.build
+    if build.get("JOB_NAME"):
+        return f"{build['JOB_NAME']} #{build.get('BUILD_NUMBER', '?')}"
+    return "local run"
+
+
+def build_summary(reports_dir: Path, environ: Mapping[str, str] | None = None) -> Summary:
+    """Read reports/ and render the summary (nothing is written)."""
+    environ = os.environ if environ is None else environ
+    inputs = collect(reports_dir, environ)
+    status, basis = overall_status(inputs, environ)
+    phrase = headline(status, inputs)
+    subject = f"credit-risk {status}: {phrase} ({where(inputs)})"
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return Summary(status, phrase, subject,
+                   render_html(inputs, status, basis, phrase, generated),
+                   render_text(inputs, status, basis, phrase, generated))
+
+
+def write_summary(reports_dir: Path, environ: Mapping[str, str] | None = None) -> Summary:
+    """Render the summary and write summary.html, summary.txt and summary.json."""
+    summary = build_summary(reports_dir, environ)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    (reports_dir / "summary.html").write_text(summary.html)
+    (reports_dir / "summary.txt").write_text(summary.text)
+    (reports_dir / "summary.json").write_text(json.dumps(
+        {"status": summary.status, "headline": summary.headline, "subject": summary.subject},
+        indent=2) + "\n")
+    logger.info("summary: %s -> %s", summary.subject, reports_dir / "summary.html")
+    return summary
+
+
+# --- shared pieces ------------------------------------------------------------------------
+def _challenger(inputs: Inputs) -> dict[str, Any]:
+    """The model this build produced: the gate's view of it, else the model card."""
+    if inputs.gate and isinstance(inputs.gate.get("challenger"), dict):
+        return inputs.gate["challenger"]
+    if inputs.card:
+        return {"version": inputs.card.get("version"),
+                "model_family": inputs.card.get("model_family"),
+                "metrics": inputs.card.get("metrics", {})}
+    return {}
+
+
+def metric_rows(inputs: Inputs) -> list[tuple[str, str, str, str]]:
+    """(metric, this build, champion, difference) for every scalar metric the gate compared."""
+    challenger = _challenger(inputs).get("metrics") or {}
+    champion = ((inputs.gate or {}).get("champion") or {}).get("metrics") or {}
+    rows = []
+    for name, value in challenger.items():
+        if not isinstance(value, float):
+            continue  # counts and the confusion matrix are not comparable scores
+        other = champion.get(name)
+        difference = f"{value - other:+.4f}" if isinstance(other, float) else ""
+        rows.append((name, f"{value:.4f}", f"{other:.4f}" if isinstance(other, float) else "-",
+                     difference))
+    return rows
+
+
+def stage_rows(inputs: Inputs) -> list[tuple[str, str, str, str, str]]:
+    """(stage, mode, result, duration, note) per recorded stage."""
+    rows = []
+    for stage in (inputs.stages or {}).get("stages", []):
+        target = f"make {stage['target']}" if stage.get("target") else ""
+        reason = str(stage.get("reason") or "")
+        note = reason if target in reason else "; ".join(p for p in (target, reason) if p)
+        ran = stage.get("result") in ("passed", "failed", "unstable")
+        duration = f"{float(stage.get('seconds') or 0):.1f}s" if ran else "-"
+        rows.append((str(stage.get("name")), str(stage.get("mode", "")),
+                     str(stage.get("result", "")), duration, note))
+    return rows
+
+
+def test_rows(tests: list[TestCounts]) -> list[tuple[str, int, int, int, int, int]]:
+    """(kind, passed, failed, errors, skipped, total) per JUnit file."""
+    return [(t.kind, t.passed, t.failures, t.errors, t.skipped, t.tests) for t in tests]
+
+
+def coverage_phrase(coverage: Mapping[str, float | int] | None) -> str:
+    """'lines 87.1% (1200/1378), branches 70.2% (...)' or 'not available'."""
+    if not coverage:
+        return "not available"
+    parts = []
+    for kind, rate, covered, valid in (("lines", "line_rate", "lines_covered", "lines_valid"),
+                                       ("branches", "branch_rate", "branches_covered",
+                                        "branches_valid")):
+        text = f"{kind} {100 * float(coverage[rate]):.1f}%"
+        if valid in coverage:
+            text += f" ({coverage.get(covered, 0)}/{coverage[valid]})"
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def lint_phrase(lint: Mapping[str, Any] | None) -> str:
+    """'0 flake8 findings' / '3 flake8 findings (E501 x2, F401 x1)' / 'not available'."""
+    if lint is None:
+        return "not available"
+    text = f"{lint['count']} flake8 finding{'' if lint['count'] == 1 else 's'}"
+    if lint.get("codes"):
+        text += " (" + ", ".join(f"{code} x{n}" for code, n in lint["codes"]) + ")"
+    return text
+
+
+def image_phrase(inputs: Inputs) -> str | None:
+    """'credit-risk:tag, 412.3 MB' when the image is known; None in native mode."""
+    if inputs.image:
+        size = inputs.image.get("size_bytes")
+        shown = f"{size / 1e6:.1f} MB" if isinstance(size, (int, float)) else "size unknown"
+        return f"{inputs.image.get('image', 'image')}, {shown}"
+    if (inputs.stages or {}).get("mode") == "docker":
+        return "size unknown (no reports/image.json)"
+    return None  # native mode builds no image
+
+
+def context_items(inputs: Inputs, basis: str, generated: str) -> list[tuple[str, str]]:
+    """Label/value pairs for the header: job, commit, branch, mode, duration."""
+    build, stages = inputs.build, inputs.stages or {}
+    items = [("where", where(inputs))]
+    if build.get("GIT_COMMIT"):
+        items.append(("commit", build["GIT_COMMIT"][:12]))
+    branch = build.get("BRANCH_NAME") or build.get("GIT_BRANCH") or stages.get("branch")
+    if branch:
+        items.append(("branch", str(branch)))
+    if stages.get("mode"):
+        items.append(("mode", f"{stages['mode']} ({stages.get('mode_reason', '')})"))
+    if stages.get("seconds") is not None:
+        items.append(("duration", f"{float(stages['seconds']):.0f}s"))
+    flags = [name for name, on in (("RETRAIN", stages.get("retrain")),
+                                   ("DEPLOY=false", stages.get("deploy") is False)) if on]
+    if flags:
+        items.append(("parameters", ", ".join(flags)))
+    items.append(("status from", basis))
+    items.append(("generated", generated))
+    return items
+
+
+# --- HTML ---------------------------------------------------------------------------------
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(headers: list[str], rows: list[tuple[Any, ...]], colour_column: int | None = None,
+           colours: Mapping[str, str] | None = None) -> str:
+    cell = "padding:6px 10px;border-bottom:1px solid #d8dee4;text-align:left;vertical-align:top"
+    head = "".join(f'<th style="{cell};background:#f6f8fa;font-weight:600">{_e(h)}</th>'
+                   for h in headers)
+    body = []
+    for row in rows:
+        cells = []
+        for index, value in enumerate(row):
+            style = cell
+            if index == colour_column and colours:
+                style += (f";color:{colours.get(str(value), '#1f2328')};font-weight:600;"
+                          "white-space:nowrap")
+            cells.append(f'<td style="{style}">{_e(value)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return ('<table role="presentation" cellpadding="0" cellspacing="0" '
+            'style="border-collapse:collapse;width:100%;font-size:13px">'
+            f"<tr>{head}</tr>{''.join(body)}</table>")
+
+
+def _section(title: str, body: str) -> str:
+    return (f'<h2 style="font-size:15px;margin:22px 0 8px;color:#1f2328">{_e(title)}</h2>'
+            f"{body}")
+
+
+def _para(text: str, colour: str = "#1f2328") -> str:
+    return f'<p style="margin:6px 0;font-size:13px;color:{colour}">{_e(text)}</p>'
+
+
+def _list(items: list[str]) -> str:
+    entries = "".join(f'<li style="margin:2px 0">{_e(item)}</li>' for item in items)
+    return f'<ul style="margin:6px 0;padding-left:20px;font-size:13px">{entries}</ul>'
+
+
+def _links_html(build: Mapping[str, str]) -> str:
+    url = build.get("BUILD_URL")
+    if not url:
+        return ""
+    base = url if url.endswith("/") else url + "/"
+    links = [("build", base), ("console log", base + "console"),
+             ("test results", base + "testReport/")]
+    style = "color:#0969da;text-decoration:none;font-weight:600"
+    return _para_raw(" &middot; ".join(f'<a href="{_e(href)}" style="{style}">{_e(label)}</a>'
+                                       for label, href in links))
+
+
+def _para_raw(markup: str) -> str:
+    return f'<p style="margin:6px 0;font-size:13px">{markup}</p>'
+
+
+def _header_html(status: str, phrase: str, items: list[tuple[str, str]]) -> str:
+    colour = COLOURS.get(status, COLOURS[UNKNOWN])
+    facts = " &middot; ".join(f"{_e(label)}: <b>{_e(value)}</b>" for label, value in items
+                              if label in ("where", "commit", "branch", "duration"))
+    return (f'<div style="background:{colour};color:#ffffff;padding:16px 20px;'
+            'border-radius:6px 6px 0 0">'
+            '<div style="font-size:12px;letter-spacing:0.08em;text-transform:uppercase">'
+            "credit-risk pipeline</div>"
+            f'<div style="font-size:22px;font-weight:600;margin:4px 0">{_e(status)} '
+            f"&mdash; {_e(phrase)}</div>"
+            f'<div style="font-size:13px">{facts}</div></div>')
+
+
+def _stages_html(inputs: Inputs) -> str:
+    rows = stage_rows(inputs)
+    if not rows:
+        return _para("Stage results were not recorded here (no reports/stages.json); "
+                     "in Jenkins the stage view shows them.", "#57606a")
+    stage = failed_stage(inputs)
+    callout = ""
+    if stage is not None:
+        callout = (f'<p style="margin:6px 0;padding:8px 10px;background:#ffebe9;'
+                   f'border-left:4px solid #cf222e;font-size:13px">Failed stage: '
+                   f"<b>{_e(stage.get('name'))}</b> &mdash; {_e(stage.get('reason', ''))}</p>")
+    return callout + _table(["stage", "mode", "result", "duration", "target / note"], rows,
+                            colour_column=2, colours=RESULT_COLOURS)
+
+
+def _tests_html(inputs: Inputs) -> str:
+    if not inputs.tests:
+        return _para("No JUnit reports: no test stage ran.", "#57606a")
+    parts = [_table(["kind", "passed", "failed", "errors", "skipped", "total"],
+                    test_rows(inputs.tests))]
+    failed = [f"{t.kind}: {name}" for t in inputs.tests for name in t.failed_cases]
+    if failed:
+        parts.append(_para("Failed tests:", "#cf222e") + _list(failed))
+    return "".join(parts)
+
+
+def _model_html(inputs: Inputs) -> str:
+    challenger = _challenger(inputs)
+    if not challenger:
+        return _para("No model card and no gate result: no model was trained.", "#57606a")
+    champion = (inputs.gate or {}).get("champion") or {}
+    lines = [f"This build: {challenger.get('version') or 'candidate'} "
+             f"({challenger.get('model_family') or 'unknown family'})",
+             "Champion (production): " + (str(champion.get("version")) if champion
+                                          else "none: no production model to compare with")]
+    body = "".join(_para(line) for line in lines)
+    rows = metric_rows(inputs)
+    if rows:
+        body += _table(["holdout metric", "this build", "champion", "difference"], rows)
+    return body
+
+
+def _gate_html(inputs: Inputs) -> str:
+    gate = inputs.gate
+    if not gate:
+        return _para("No gate result: the gate did not run.", "#57606a")
+    decision = str(gate.get("decision"))
+    colour = {"promoted": "#1a7f37", "champion_kept": "#9a6700", "failed": "#cf222e"}.get(
+        decision, "#1f2328")
+    body = (f'<p style="margin:6px 0;font-size:14px;font-weight:600;color:{colour}">'
+            f"{_e(DECISIONS.get(decision, decision))}</p>")
+    body += _list([str(reason) for reason in gate.get("reasons", [])])
+    checks = [("pass" if check.get("passed") else "FAIL", check.get("name", ""),
+               check.get("detail", "")) for check in gate.get("checks", [])]
+    if checks:
+        body += _table(["", "check", "detail"], checks, colour_column=0,
+                       colours={"pass": "#1a7f37", "FAIL": "#cf222e"})
+    return body
+
+
+def render_html(inputs: Inputs, status: str, basis: str, phrase: str, generated: str) -> str:
+    """The e-mail-safe HTML summary."""
+    items = context_items(inputs, basis, generated)
+    quality = [f"Coverage: {coverage_phrase(inputs.coverage)}",
+               f"Lint: {lint_phrase(inputs.lint)}"]
+    image = image_phrase(inputs)
+    if image:
+        quality.append(f"Image: {image}")
+    body = [_links_html(inputs.build),
+            _section("Stages", _stages_html(inputs)),
+            _section("Tests", _tests_html(inputs)),
+            _section("Quality", "".join(_para(line) for line in quality)),
+            _section("Model", _model_html(inputs)),
+            _section("Gate", _gate_html(inputs))]
+    if inputs.missing:
+        body.append(_section("Missing inputs", _list(
+            [f"reports/{name}: {why}" for name, why in inputs.missing])))
+    body.append(_para(" · ".join(f"{label}: {value}" for label, value in items
+                                 if label in ("mode", "parameters", "status from",
+                                              "generated")), "#57606a"))
+    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>{_e(status)}: {_e(phrase)}</title></head>"
+            f'<body style="margin:0;padding:16px;background:#f6f8fa;font-family:{FONT};'
+            'color:#1f2328">'
+            '<table role="presentation" cellpadding="0" cellspacing="0" width="100%">'
+            '<tr><td align="center"><div style="max-width:720px;text-align:left">'
+            + _header_html(status, phrase, items)
+            + '<div style="background:#ffffff;border:1px solid #d0d7de;border-top:0;'
+              'padding:8px 20px 16px;border-radius:0 0 6px 6px">'
+            + "".join(body)
+            + "</div></div></td></tr></table></body></html>\n")
+
+
+# --- plain text ---------------------------------------------------------------------------
+def _text_table(headers: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
+    cells = [headers] + [[str(value) for value in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return ["  " + "  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip()
+            for row in cells]
+
+
+def render_text(inputs: Inputs, status: str, basis: str, phrase: str, generated: str) -> str:
+    """The plain-text alternative: the same facts, for terminals and text-only mail."""
+    lines = [f"credit-risk pipeline: {status} - {phrase}", ""]
+    lines += [f"  {label}: {value}" for label, value in context_items(inputs, basis, generated)]
+    if inputs.build.get("BUILD_URL"):
+        lines.append(f"  build: {inputs.build['BUILD_URL']}")
+    lines += ["", "Stages"]
+    stage = failed_stage(inputs)
+    if stage is not None:
+        lines.append(f"  FAILED STAGE: {stage.get('name')} - {stage.get('reason', '')}")
+    rows = stage_rows(inputs)
+    lines += (_text_table(["stage", "mode", "result", "duration", "target / note"], rows)
+              if rows else ["  not recorded (no reports/stages.json)"])
+    lines += ["", "Tests"]
+    lines += (_text_table(["kind", "passed", "failed", "errors", "skipped", "total"],
+                          test_rows(inputs.tests)) if inputs.tests else ["  no JUnit reports"])
+    lines += [f"  failed: {t.kind}: {name}" for t in inputs.tests for name in t.failed_cases]
+    lines += ["", "Quality", f"  coverage: {coverage_phrase(inputs.coverage)}",
+              f"  lint: {lint_phrase(inputs.lint)}"]
+    image = image_phrase(inputs)
+    if image:
+        lines.append(f"  image: {image}")
+    lines += ["", "Model"] + _model_text(inputs)
+    lines += ["", "Gate"] + _gate_text(inputs)
+    if inputs.missing:
+        lines += ["", "Missing inputs"]
+        lines += [f"  reports/{name}: {why}" for name, why in inputs.missing]
+    return "\n".join(lines) + "\n"
+
+
+def _model_text(inputs: Inputs) -> list[str]:
+    challenger = _challenger(inputs)
+    if not challenger:
+        return ["  no model card and no gate result"]
+    champion = (inputs.gate or {}).get("champion") or {}
+    lines = [f"  this build: {challenger.get('version') or 'candidate'} "
+             f"({challenger.get('model_family') or 'unknown family'})",
+             f"  champion: {champion.get('version') if champion else 'none'}"]
+    rows = metric_rows(inputs)
+    if rows:
+        lines += _text_table(["holdout metric", "this build", "champion", "difference"], rows)
+    return lines
+
+
+def _gate_text(inputs: Inputs) -> list[str]:
+    gate = inputs.gate
+    if not gate:
+        return ["  the gate did not run"]
+    decision = str(gate.get("decision"))
+    lines = [f"  decision: {DECISIONS.get(decision, decision)}"]
+    lines += [f"  - {reason}" for reason in gate.get("reasons", [])]
+    lines += [f"  [{'pass' if check.get('passed') else 'FAIL'}] {check.get('name')}: "
+              f"{check.get('detail')}" for check in gate.get("checks", [])]
+    return lines

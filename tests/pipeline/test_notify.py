@@ -1,0 +1,235 @@
+"""`make notify` against a real SMTP server (aiosmtpd) started by each test, and the outbox."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from pipeline.notify import NotifyError, SmtpSettings, notify
+from tests.helpers import free_port, require_executable
+from tests.pipeline import builders
+
+ROOT = Path(__file__).resolve().parents[2]
+# The AUTH tests run over plain TCP on loopback on purpose; aiosmtpd warns about that.
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+USER, PASSWORD = "pipeline", "s3cret-for-tests"
+
+
+@dataclass
+class Inbox:
+    """What the test SMTP server received."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[Any] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        self.messages.append(email.message_from_bytes(envelope.content,
+                                                      policy=email.policy.default))
+        return "250 OK"
+
+
+def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
+                  auth_data: Any) -> AuthResult:
+    """Accept exactly USER / PASSWORD."""
+    good = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == USER
+            and auth_data.password.decode() == PASSWORD)
+    return AuthResult(success=good, handled=False)
+
+
+@contextmanager
+def running_smtp(**options: Any) -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, stopped afterwards."""
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    """A plain SMTP server on a free loopback port."""
+    with running_smtp() as server:
+        yield server
+
+
+@pytest.fixture
+def auth_server() -> Iterator[tuple[Inbox, int]]:
+    """An SMTP server that requires AUTH (over plain TCP: loopback only, test only)."""
+    with running_smtp(authenticator=authenticator, auth_required=True,
+                      auth_require_tls=False) as server:
+        yield server
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[Inbox, int, Path]]:
+    """An SMTP server with STARTTLS (a self-signed certificate made by openssl) and AUTH."""
+    openssl = require_executable("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    with running_smtp(tls_context=context, require_starttls=True,
+                      authenticator=authenticator, auth_required=True) as (inbox, port):
+        yield inbox, port, cert
+
+
+def smtp_env(port: int, **extra: str) -> dict[str, str]:
+    """Settings for the test server: no TLS unless asked."""
+    return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_TLS": "none",
+            "NOTIFY_TO": "team@example.com, lead@example.com",
+            "NOTIFY_FROM": "pipeline@example.com", "SMTP_TIMEOUT": "10", **extra}
+
+
+def test_summary_is_delivered_as_html_with_a_text_alternative(tmp_path: Path,
+                                                              smtp_server: tuple) -> None:
+    inbox, port = smtp_server
+    builders.green(tmp_path)
+    assert notify(tmp_path, smtp_env(port)) is None
+    assert len(inbox.messages) == 1
+    message = inbox.messages[0]
+    assert message["Subject"].startswith("credit-risk SUCCESS: model ")
+    assert message["X-Pipeline-Status"] == "SUCCESS"
+    assert sorted(inbox.envelopes[0].rcpt_tos) == ["lead@example.com", "team@example.com"]
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    markup = message.get_body(preferencelist=("html",)).get_content()
+    assert "credit-risk pipeline: SUCCESS" in text
+    assert markup.replace("\r\n", "\n") == (tmp_path / "summary.html").read_text()
+    assert not (tmp_path / "outbox").exists()
+
+
+def test_red_summary_subject_names_the_failed_stage(tmp_path: Path, smtp_server: tuple) -> None:
+    inbox, port = smtp_server
+    builders.red_data_tests(tmp_path)
+    notify(tmp_path, smtp_env(port))
+    assert inbox.messages[0]["Subject"] == ("credit-risk FAILURE: stage 'data tests' failed "
+                                            "(local run)")
+
+
+def test_login_with_user_and_password(tmp_path: Path, auth_server: tuple) -> None:
+    inbox, port = auth_server
+    builders.unstable(tmp_path)
+    notify(tmp_path, smtp_env(port, SMTP_USER=USER, SMTP_PASSWORD=PASSWORD))
+    assert inbox.messages[0]["X-Pipeline-Status"] == "UNSTABLE"
+
+
+def test_wrong_password_is_a_clear_error(tmp_path: Path, auth_server: tuple) -> None:
+    inbox, port = auth_server
+    builders.green(tmp_path)
+    with pytest.raises(NotifyError, match=r"refused the login for 'pipeline': 535"):
+        notify(tmp_path, smtp_env(port, SMTP_USER=USER, SMTP_PASSWORD="wrong"))
+    assert inbox.messages == []
+
+
+def test_server_requiring_auth_rejects_an_anonymous_sender(tmp_path: Path,
+                                                           auth_server: tuple) -> None:
+    _, port = auth_server
+    builders.green(tmp_path)
+    with pytest.raises(NotifyError, match=r"answered 530"):
+        notify(tmp_path, smtp_env(port))
+
+
+def test_starttls_with_a_private_ca(tmp_path: Path, tls_server: tuple) -> None:
+    inbox, port, cert = tls_server
+    builders.green(tmp_path / "reports")
+    notify(tmp_path / "reports", smtp_env(port, SMTP_TLS="starttls", SMTP_USER=USER,
+                                          SMTP_PASSWORD=PASSWORD, SMTP_CA_FILE=str(cert)))
+    assert len(inbox.messages) == 1
+
+
+def test_starttls_refuses_an_untrusted_certificate(tmp_path: Path, tls_server: tuple) -> None:
+    inbox, port, _ = tls_server
+    builders.green(tmp_path / "reports")
+    with pytest.raises(NotifyError, match="CERTIFICATE_VERIFY_FAILED"):
+        notify(tmp_path / "reports", smtp_env(port, SMTP_TLS="starttls", SMTP_USER=USER,
+                                              SMTP_PASSWORD=PASSWORD))
+    assert inbox.messages == []
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    with pytest.raises(NotifyError, match=rf"cannot send through SMTP server 127.0.0.1:"
+                                          rf"{free_port_closed()} \(none\)"):
+        notify(tmp_path, smtp_env(free_port_closed()))
+
+
+_CLOSED_PORT: list[int] = []
+
+
+def free_port_closed() -> int:
+    """One port nothing listens on, the same for the whole test."""
+    if not _CLOSED_PORT:
+        _CLOSED_PORT.append(free_port())
+    return _CLOSED_PORT[0]
+
+
+def test_without_smtp_host_the_message_goes_to_the_outbox(tmp_path: Path) -> None:
+    builders.unstable(tmp_path)
+    path = notify(tmp_path, {"NOTIFY_TO": "team@example.com"})
+    assert path is not None and path.parent == tmp_path / "outbox"
+    assert path.name.endswith("-unstable.eml")
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "team@example.com"
+    assert "champion kept" in message["Subject"]
+    assert message.get_body(preferencelist=("html",)) is not None
+
+
+def test_outbox_without_recipients_is_still_a_valid_message(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    path = notify(tmp_path, {})
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "undisclosed-recipients:;"
+
+
+def test_sending_without_recipients_is_refused(tmp_path: Path, smtp_server: tuple) -> None:
+    _, port = smtp_server
+    builders.green(tmp_path)
+    settings = smtp_env(port)
+    del settings["NOTIFY_TO"]
+    with pytest.raises(NotifyError, match="NOTIFY_TO is not set"):
+        notify(tmp_path, settings)
+
+
+@pytest.mark.parametrize("variable, value, message", [
+    ("SMTP_TLS", "sometimes", "SMTP_TLS='sometimes'"),
+    ("SMTP_PORT", "twenty-five", "SMTP_PORT"),
+])
+def test_bad_settings_are_named(variable: str, value: str, message: str) -> None:
+    with pytest.raises(NotifyError, match=message):
+        SmtpSettings.from_env({variable: value})
+
+
+def test_default_ports_follow_the_tls_mode() -> None:
+    assert SmtpSettings.from_env({}).port == 587
+    assert SmtpSettings.from_env({"SMTP_TLS": "ssl"}).port == 465
+    assert SmtpSettings.from_env({"SMTP_TLS": "none"}).port == 25
+
+
+def test_make_notify_exits_non_zero_when_smtp_fails(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "notify"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "REPORTS_DIR": str(tmp_path),
+             **smtp_env(free_port_closed())})
+    assert result.returncode == 1
+    assert "cannot send through SMTP server" in result.stdout

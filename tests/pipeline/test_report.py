@@ -1,0 +1,185 @@
+"""The summary (`make report`): green, red naming the failed stage, unstable, partial runs."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from pipeline import report
+from pipeline.inputs import collect, inspect_image, read_flake8
+from tests.pipeline import builders
+
+JENKINS = {"BUILD_URL": "https://ci.example.com/job/credit-risk/42/", "JOB_NAME": "credit-risk",
+           "BUILD_NUMBER": "42", "GIT_COMMIT": "0123456789abcdef0123", "BRANCH_NAME": "main"}
+
+
+class _TagChecker(HTMLParser):
+    """Collects start tags and text, and fails on tags that are opened but never closed."""
+
+    VOID = {"meta", "br", "img", "hr"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse_html(markup: str) -> _TagChecker:
+    """Parse the summary HTML; it must be well nested."""
+    checker = _TagChecker()
+    checker.feed(markup)
+    checker.close()
+    assert checker.stack == [], f"unclosed tags: {checker.stack}"
+    return checker
+
+
+def test_green_summary_shows_every_section(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    summary = report.write_summary(tmp_path, JENKINS)
+    assert summary.status == "SUCCESS"
+    assert summary.subject.startswith("credit-risk SUCCESS: model 20261122T101500Z-abc1234 "
+                                      "promoted")
+    assert "credit-risk #42" in summary.subject
+    text = (tmp_path / "summary.txt").read_text()
+    for expected in ("Stages", "build image", "PASSED".lower(), "lines 87.1% (1200/1377)",
+                     "branches 70.2% (330/470)", "0 flake8 findings", "roc_auc",
+                     "0.8312", "0.8201", "+0.0111", "promoted: the new model serves production",
+                     "[pass] champion_roc_auc", "https://ci.example.com/job/credit-risk/42/",
+                     "commit: 0123456789ab"):
+        assert expected in text, expected
+    assert "Missing inputs" not in text
+    html_doc = parse_html((tmp_path / "summary.html").read_text())
+    assert "a" in html_doc.tags and "table" in html_doc.tags
+    assert "https://ci.example.com/job/credit-risk/42/console" in summary.html
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "SUCCESS"
+
+
+def test_green_summary_counts_tests_per_kind(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    text = report.build_summary(tmp_path, {}).text
+    unit = next(line for line in text.splitlines() if re.match(r"\s+unit\s+\d", line))
+    assert unit.split() == ["unit", "5", "0", "0", "1", "6"]
+    assert "gate " in text  # the gate's JUnit file is a kind of its own
+
+
+def test_red_summary_names_the_failed_stage_and_the_failed_test(tmp_path: Path) -> None:
+    builders.red_data_tests(tmp_path)
+    summary = report.write_summary(tmp_path, {})
+    assert summary.status == "FAILURE"
+    assert summary.subject == "credit-risk FAILURE: stage 'data tests' failed (local run)"
+    assert "FAILED STAGE: data tests - make test-data exited with status 2" in summary.text
+    assert "failed: data: tests.data.test_bad.test_real_data_passes_every_check" in summary.text
+    assert "Failed stage: <b>data tests</b>" in summary.html
+    assert "#cf222e" in summary.html  # red header
+    # The stages after the failure were not run, and the summary says so.
+    assert re.search(r"build image\s+native\s+not run", summary.text)
+
+
+def test_red_summary_lists_what_is_missing_and_why(tmp_path: Path) -> None:
+    builders.red_data_tests(tmp_path)
+    text = report.build_summary(tmp_path, {}).text
+    assert "reports/coverage.xml: no coverage" in text
+    assert "reports/model-card.json: no model card: no model was trained" in text
+    assert "reports/gate.json: no gate result: the gate did not run" in text
+    assert "no model card and no gate result" in text
+
+
+def test_unstable_summary_explains_the_kept_champion(tmp_path: Path) -> None:
+    builders.unstable(tmp_path)
+    summary = report.write_summary(tmp_path, {})
+    assert summary.status == "UNSTABLE"
+    assert "champion kept, nothing deployed" in summary.subject
+    assert "champion kept: the production model stays" in summary.text
+    assert "[FAIL] champion_roc_auc" in summary.text
+    assert re.search(r"deploy\s+native\s+skipped.*no new model to deploy", summary.text)
+    assert "1 flake8 finding (F401 x1)" in summary.text
+    assert "#9a6700" in summary.html
+
+
+def test_empty_reports_directory_still_gives_a_summary(tmp_path: Path) -> None:
+    summary = report.write_summary(tmp_path / "reports", {})
+    assert summary.status == report.UNKNOWN
+    assert (tmp_path / "reports" / "summary.html").is_file()
+    assert summary.text.count("reports/") >= 6  # every input is listed as missing
+    parse_html(summary.html)
+
+
+def test_jenkins_build_result_wins_over_the_reports(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    summary = report.build_summary(tmp_path, dict(JENKINS, BUILD_RESULT="FAILURE"))
+    assert summary.status == "FAILURE"
+    assert "status from: the Jenkins build result" in summary.text
+
+
+def test_without_a_stage_record_the_status_is_derived_from_the_reports(tmp_path: Path) -> None:
+    builders.unstable(tmp_path)
+    (tmp_path / "stages.json").unlink()
+    summary = report.build_summary(tmp_path, {})
+    assert summary.status == "UNSTABLE"
+    assert "no stage record" in summary.text
+
+
+def test_report_values_are_escaped_in_html(tmp_path: Path) -> None:
+    builders.red_data_tests(tmp_path)
+    builders.write_junit(tmp_path, "unit", passed=1, failed=('test_<script>alert("x")</script>',))
+    summary = report.build_summary(tmp_path, {})
+    assert "<script>" not in summary.html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in summary.html
+    parse_html(summary.html)
+
+
+def test_unreadable_report_is_named_not_fatal(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    (tmp_path / "coverage.xml").write_text("<coverage")
+    (tmp_path / "gate.json").write_text("{not json")
+    inputs = collect(tmp_path, {})
+    missing = dict(inputs.missing)
+    assert missing["coverage.xml"].startswith("unreadable")
+    assert missing["gate.json"].startswith("unreadable")
+    # The model section falls back to the model card.
+    assert "20261122T101500Z-abc1234" in report.build_summary(tmp_path, {}).text
+
+
+@pytest.mark.parametrize("mode, expected", [("docker", "size unknown"), ("native", None)])
+def test_image_size_is_shown_only_where_there_is_an_image(tmp_path: Path, mode: str,
+                                                          expected: str | None) -> None:
+    builders.write_stages(tmp_path, {}, mode=mode)
+    phrase = report.image_phrase(collect(tmp_path, {}))
+    assert (phrase is None) if expected is None else (expected in phrase)
+    (tmp_path / "image.json").write_text(json.dumps({"image": "credit-risk:abc",
+                                                     "size_bytes": 412_300_000}))
+    assert report.image_phrase(collect(tmp_path, {})) == "credit-risk:abc, 412.3 MB"
+
+
+def test_flake8_report_is_counted_by_code(tmp_path: Path) -> None:
+    path = tmp_path / "flake8.txt"
+    path.write_text("a.py:1:1: F401 'os' imported but unused\n"
+                    "a.py:2:80: E501 line too long (120 > 100 characters)\n"
+                    "b.py:3:1: E501 line too long (130 > 100 characters)\n\n")
+    lint = read_flake8(path)
+    assert lint["count"] == 3
+    assert lint["codes"][0] == ("E501", 2)
+
+
+def test_image_is_looked_up_only_in_docker_mode_and_only_when_it_exists() -> None:
+    absent = {"APP_IMAGE": "credit-risk-no-such-image", "IMAGE_TAG": "never-built"}
+    assert inspect_image(absent, "docker") is None  # a missing image is "size unknown"
+    assert inspect_image({"APP_IMAGE": "credit-risk-app"}, "native") is None
+    assert inspect_image({}, "docker") is None
