@@ -69,7 +69,7 @@ train: setup ## train, evaluate and gate a model; register it and promote it if 
 evaluate: setup ## score the production model on the holdout
 	$(PY) -m training evaluate --data $(DATA)
 
-gate: setup ## champion/challenger gate for $(MODEL_DIR) against the production registry
+gate: setup ## champion/challenger gate for build/model (MODEL_DIR) against the production registry
 	$(PY) -m training gate --candidate $(MODEL_DIR) --data $(DATA)
 
 rollback: setup ## point production back at the previous model version
@@ -80,7 +80,326 @@ clean: ## remove reports, local registry, build output and caches (keeps .venv)
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 # --- service (issue 3) --------------------------------------------------------------------
+# `make serve` runs Gunicorn and NGINX in the background on loopback, pid files and logs in
+# $(RUN_DIR)/. NGINX's config is nginx/standalone.conf plus nginx/credit-risk.conf.template
+# with its three placeholders (upstream, listen address, static root) filled in by sed, as
+# the NGINX image build does. Running `serve` again restarts both (a native deploy).
+# `make bench` starts its own pair on other ports in run/bench/ (a running `serve` is left
+# alone, and its prediction log gets no benchmark traffic), measures, and stops them.
+NGINX ?= /usr/sbin/nginx
+SERVE_PORT ?= 8005
+GUNICORN_PORT ?= 8000
+RUN_DIR ?= run
+BENCH_PORT ?= 8015
+BENCH_GUNICORN_PORT ?= 8010
+BENCH_RUN_DIR := run/bench
+BENCH_ARGS ?=
+# The app image of the containers section, whose size the benchmark reports if it is built.
+BENCH_IMAGE ?= $(APP_REF)
+SERVE_RUN = $(abspath $(RUN_DIR))
+# Exit 0 when the registry has a production model.
+HAS_PRODUCTION = $(PY) -c 'import os, sys; from training.registry import Registry; \
+	sys.exit(Registry(os.environ["MODEL_REGISTRY"]).production_version() is None)'
+# Exit 0 when something listens on loopback port $1 / when the URL answers 200.
+PORT_TAKEN = $(PY) -c 'import socket, sys; \
+	sys.exit(socket.socket().connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)'
+URL_OK = $(PY) -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)'
+
+.PHONY: serve serve-stop bench
+
+serve: setup ## run Gunicorn + NGINX in the background on 127.0.0.1:SERVE_PORT (8005); trains a model first if none
+	@$(HAS_PRODUCTION) || { echo "no production model in $(MODEL_REGISTRY): training one"; \
+		$(MAKE) --no-print-directory train; }
+	@$(MAKE) --no-print-directory serve-stop RUN_DIR=$(RUN_DIR) >/dev/null
+	@for port in $(SERVE_PORT) $(GUNICORN_PORT); do if $(PORT_TAKEN) $$port; then \
+		echo "port $$port on 127.0.0.1 is taken (set SERVE_PORT / GUNICORN_PORT)"; exit 1; fi; done
+	@mkdir -p $(SERVE_RUN)/nginx
+	@sed -e 's|$${NGINX_UPSTREAM}|127.0.0.1:$(GUNICORN_PORT)|' \
+		-e 's|$${NGINX_LISTEN}|127.0.0.1:$(SERVE_PORT)|' \
+		-e 's|$${NGINX_STATIC_ROOT}|$(abspath app/static)|' \
+		nginx/credit-risk.conf.template > $(SERVE_RUN)/nginx/credit-risk.conf
+	@cp nginx/standalone.conf $(SERVE_RUN)/nginx/nginx.conf
+	@$(NGINX) -t -q -p $(SERVE_RUN)/nginx/ -c $(SERVE_RUN)/nginx/nginx.conf -e stderr
+	@GUNICORN_BIND=127.0.0.1:$(GUNICORN_PORT) \
+		PREDICTION_LOG=$(or $(PREDICTION_LOG),$(SERVE_RUN)/predictions.jsonl) \
+		FEEDBACK_LOG=$(or $(FEEDBACK_LOG),$(SERVE_RUN)/feedback.jsonl) \
+		PROMETHEUS_MULTIPROC_DIR=$(SERVE_RUN)/prometheus \
+		setsid $(PY) -m gunicorn -c app/gunicorn.conf.py --pid $(SERVE_RUN)/gunicorn.pid \
+		app.wsgi:app >> $(SERVE_RUN)/gunicorn.log 2>&1 < /dev/null & gunicorn=$$!; \
+	setsid $(NGINX) -p $(SERVE_RUN)/nginx/ -c $(SERVE_RUN)/nginx/nginx.conf -e stderr \
+		-g 'daemon off;' >> $(SERVE_RUN)/nginx-access.log 2>> $(SERVE_RUN)/nginx-error.log \
+		< /dev/null & nginx=$$!; \
+	for attempt in $$(seq 240); do \
+		kill -0 $$gunicorn 2>/dev/null && kill -0 $$nginx 2>/dev/null || break; \
+		if $(URL_OK) http://127.0.0.1:$(SERVE_PORT)/readyz 2>/dev/null; then \
+			echo "serving on http://127.0.0.1:$(SERVE_PORT)/ (logs and pid files in $(RUN_DIR)/)"; \
+			exit 0; fi; \
+		sleep 0.5; \
+	done; \
+	echo "not serving (a port in use? no model?); last lines of $(RUN_DIR)/gunicorn.log and nginx-error.log:"; \
+	tail -n 20 $(SERVE_RUN)/gunicorn.log $(SERVE_RUN)/nginx-error.log; \
+	$(MAKE) --no-print-directory serve-stop RUN_DIR=$(RUN_DIR); exit 1
+
+# NGINX stops gracefully on QUIT, Gunicorn on TERM; a pid file is trusted only while it
+# names the program it was written for.
+serve-stop: ## stop the Gunicorn and NGINX started by make serve
+	@for entry in nginx/nginx.pid:nginx:QUIT gunicorn.pid:gunicorn:TERM; do \
+		IFS=: read -r file name sig <<< "$$entry"; \
+		pid=$$(cat $(RUN_DIR)/$$file 2>/dev/null) || continue; \
+		grep -qa "$$name" /proc/$$pid/cmdline 2>/dev/null || { rm -f $(RUN_DIR)/$$file; continue; }; \
+		kill -$$sig $$pid; \
+		for attempt in $$(seq 120); do kill -0 $$pid 2>/dev/null || break; sleep 0.25; done; \
+		kill -0 $$pid 2>/dev/null && kill -KILL $$pid; \
+		rm -f $(RUN_DIR)/$$file; echo "stopped $$name ($$pid)"; \
+	done; true
+
+bench: setup | $(REPORTS) ## benchmark predict (1 and 50 rows) vs /healthz through NGINX; reports/bench.json
+	@trap '$(MAKE) --no-print-directory serve-stop RUN_DIR=$(BENCH_RUN_DIR)' EXIT; \
+	$(MAKE) --no-print-directory serve RUN_DIR=$(BENCH_RUN_DIR) SERVE_PORT=$(BENCH_PORT) \
+		GUNICORN_PORT=$(BENCH_GUNICORN_PORT) \
+		PREDICTION_LOG=$(abspath $(BENCH_RUN_DIR))/predictions.jsonl \
+		FEEDBACK_LOG=$(abspath $(BENCH_RUN_DIR))/feedback.jsonl && \
+	$(PY) -m pipeline.bench --url http://127.0.0.1:$(BENCH_PORT) \
+		--output $(REPORTS)/bench.json --image "$(BENCH_IMAGE)" $(BENCH_ARGS)
 
 # --- containers (issue 4) -----------------------------------------------------------------
+# Docker mode: the app image (data validated, model trained, floor-gated and model-tested
+# inside `docker build`), the NGINX image, and the compose stack (NGINX on PUBLIC_PORT in
+# front of Gunicorn). Every name below can be overridden from the environment; compose
+# reads the same variables (.env.example documents them). `docker compose` (v2 plugin) when
+# it exists, else Debian's `docker-compose` (v1.27+).
+ifndef COMPOSE
+COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" \
+	|| echo docker-compose)
+endif
+export APP_IMAGE ?= credit-risk-app
+export PROXY_IMAGE ?= credit-risk-nginx
+export IMAGE_TAG ?= latest
+export PUBLIC_PORT ?= 8005
+export COMPOSE_PROJECT_NAME ?= credit-risk
+ifndef GIT_COMMIT
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+endif
+APP_REF = $(APP_IMAGE):$(IMAGE_TAG)
+# The registry volume the stack mounts (docker-compose.yml names it <project>_registry).
+REGISTRY_VOLUME = $(COMPOSE_PROJECT_NAME)_registry
+# --network host: the build reaches the package index the way the host does (proxies, CAs).
+# --force-rm: a failed step (invalid data, under the floor) leaves no stopped container.
+DOCKER_BUILD = docker build --network host --force-rm
+# The build context (the tests build a copy with broken data). Not DOCKER_CONTEXT: the docker
+# CLI reads that name from the environment as its engine context.
+BUILD_CONTEXT ?= .
+# Base images: the Dockerfiles' defaults unless PYTHON_IMAGE / NGINX_IMAGE are set.
+APP_BASE_ARG = $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE))
+PROXY_BASE_ARG = $(if $(NGINX_IMAGE),--build-arg NGINX_IMAGE=$(NGINX_IMAGE))
+# The app image's model version label (the Dockerfile sets it; pipeline/smoke.py reads it).
+MODEL_LABEL := io.credit-risk.model.version
+PROJECT_VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' training/__init__.py)
+UP_TIMEOUT ?= 180
+LOG_LINES ?= 200
+SMOKE_NATIVE = $(filter native,$(PIPELINE_MODE))
+SMOKE_URL ?= http://127.0.0.1:$(if $(SMOKE_NATIVE),$(SERVE_PORT),$(PUBLIC_PORT))
+# Expected model version: EXPECTED_MODEL_VERSION when set (read by pipeline.smoke), else the
+# app image's label (Docker mode) or the local registry's production version (native mode).
+# With RETRAIN=true the gate stage promoted a retrained model, not the image's: the expected
+# version is then the stack's production pointer.
+SMOKE_RETRAINED = $(filter true,$(RETRAIN))
+SMOKE_EXPECT = $(if $(SMOKE_NATIVE),--expected-from-registry "$(MODEL_REGISTRY)",\
+	$(if $(SMOKE_RETRAINED),--expected-version "$$(docker run --rm --network none \
+		-v $(REGISTRY_VOLUME):/var/lib/credit/registry $(APP_REF) \
+		cat /var/lib/credit/registry/production)",--expected-from-image $(APP_REF)))
+# Docker mode needs only the standard library; native mode reads the registry with `training`.
+SMOKE_PY = $(if $(SMOKE_NATIVE),$(PY),$(PYTHON_BASE))
+
+.PHONY: image up down smoke logs reports-from-image gate-image retrain-image
+
+# Two builds, because a label cannot come from a file: the model is trained in the `build`
+# stage, its registry version is read from that stage's image, and the final build puts it in
+# the label. The final build takes its layers only from the first build's image (by ID, not
+# by tag, which a concurrent build may move) and the previous final image (--cache-from), so
+# it never retrains nor picks another build's model; DOCKER_BUILD_ARGS (--no-cache, --pull)
+# apply to the first build only. The Dockerfile refuses a MODEL_VERSION that is not the
+# trained model's.
+image: ## build the app image (validate, train, floor gate, model tests inside) and NGINX's
+	set -e; iid=$$(mktemp); trap 'rm -f "$$iid"' EXIT; \
+	$(DOCKER_BUILD) $(DOCKER_BUILD_ARGS) $(APP_BASE_ARG) --build-arg GIT_COMMIT=$(GIT_COMMIT) \
+		--target build --iidfile "$$iid" -t $(APP_REF)-build $(BUILD_CONTEXT); \
+	version=$$(docker run --rm --network none "$$(cat "$$iid")" python -c \
+		"import json; print(json.load(open('/opt/build-info.json'))['model_version'])"); \
+	$(DOCKER_BUILD) $(APP_BASE_ARG) --build-arg GIT_COMMIT=$(GIT_COMMIT) \
+		--build-arg VERSION=$(PROJECT_VERSION) --build-arg MODEL_VERSION=$$version \
+		--cache-from "$$(cat "$$iid")" --cache-from $(APP_REF) -t $(APP_REF) $(BUILD_CONTEXT)
+	$(DOCKER_BUILD) $(DOCKER_BUILD_ARGS) $(PROXY_BASE_ARG) -f $(BUILD_CONTEXT)/nginx/Dockerfile \
+		-t $(PROXY_IMAGE):$(IMAGE_TAG) $(BUILD_CONTEXT)
+	@docker image inspect --format "{{.Size}} {{index .Config.Labels \"$(MODEL_LABEL)\"}}" \
+		$(APP_REF) | awk '{printf "built $(APP_REF): %.0f MB, model %s\n", $$1 / 1e6, $$2}'
+
+# Never builds: deploy exactly the images `make image` built and the gate judged. NGINX
+# resolves the upstream name when it loads its config, so it is reloaded after `up` (a
+# recreated app container may have a new address).
+up: ## start the stack (NGINX on PUBLIC_PORT, 8005) and wait until both services are healthy
+	@docker image inspect $(APP_REF) $(PROXY_IMAGE):$(IMAGE_TAG) >/dev/null \
+		|| { echo "images missing: run 'make image' first" >&2; exit 1; }
+	$(COMPOSE) up -d --no-build --remove-orphans \
+		|| { $(COMPOSE) logs --no-color --tail=50 >&2; exit 1; }
+	@deadline=$$(( $$(date +%s) + $(UP_TIMEOUT) )); last=""; \
+	while :; do \
+		states=$$(docker inspect --format \
+			'{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
+			$$($(COMPOSE) ps -q)); \
+		if ! echo "$$states" | grep -qv ' healthy$$'; then break; fi; \
+		[ "$$states" = "$$last" ] || echo "waiting:" $$states; last=$$states; \
+		if [ $$(date +%s) -ge $$deadline ] || echo "$$states" | grep -q ' unhealthy$$\| exited$$'; \
+		then \
+			echo "stack not healthy within $(UP_TIMEOUT)s:" >&2; echo "$$states" >&2; \
+			$(COMPOSE) logs --no-color --tail=50 >&2; exit 1; \
+		fi; \
+		sleep 2; \
+	done; \
+	$(COMPOSE) exec -T nginx nginx -s reload || exit 1; \
+	echo "stack healthy, public URL http://127.0.0.1:$(PUBLIC_PORT)/:"; echo "$$states"
+
+down: ## stop and remove the stack's containers (the registry and log volumes are kept)
+	$(COMPOSE) down --remove-orphans
+
+smoke: $(if $(SMOKE_NATIVE),setup) ## through NGINX: /readyz, a prediction, the served model version
+	$(SMOKE_PY) -m pipeline.smoke --url $(SMOKE_URL) $(SMOKE_EXPECT)
+
+logs: ## the stack's last LOG_LINES (200) log lines; SERVICE=app|nginx for one service
+	$(COMPOSE) logs --no-color --tail=$(LOG_LINES) $(SERVICE)
+
+# docker cp, not a bind mount: the files then belong to whoever runs make (the Jenkins
+# workspace stays cleanable), not to the image's user.
+# reports/image.json: the image's name, size and labels, for the summary.
+IMAGE_JSON = {"image": "$(APP_REF)", "id": {{json .Id}}, "size_bytes": {{.Size}}, \
+	"labels": {{json .Config.Labels}}}
+reports-from-image: | $(REPORTS) ## copy the build's reports (model tests, floor gate, card) to reports/
+	@id=$$(docker create $(APP_REF)) \
+	&& docker cp $$id:/opt/reports/. $(REPORTS)/; status=$$?; \
+	docker rm $$id >/dev/null; [ $$status -eq 0 ] || exit $$status; \
+	docker image inspect --format '$(IMAGE_JSON)' $(APP_REF) > $(REPORTS)/image.json; \
+	ls $(REPORTS)/junit-model-image.xml $(REPORTS)/junit-floor-gate.xml \
+		$(REPORTS)/floor-gate.json $(REPORTS)/model-card.json $(REPORTS)/build-info.json \
+		$(REPORTS)/validation.json $(REPORTS)/image.json
+
+# Champion/challenger for the image's model, against the production registry of the stack
+# (its named volume, created with compose's labels when the stack never ran). The recipe
+# exits with the gate's status (0 promoted, 3 under the floor, 4 champion kept; make itself
+# then exits 2, so callers read the decision from reports/gate.json). Reports are copied out
+# as in reports-from-image: reports/gate.json and reports/junit-gate.xml.
+gate-image: | $(REPORTS) ## champion/challenger gate of the image's model against the stack's registry
+	@docker volume inspect $(REGISTRY_VOLUME) >/dev/null 2>&1 \
+		|| docker volume create --label com.docker.compose.project=$(COMPOSE_PROJECT_NAME) \
+			--label com.docker.compose.volume=registry $(REGISTRY_VOLUME) >/dev/null
+	@name=$(COMPOSE_PROJECT_NAME)-gate-$$$$; \
+	docker run --name $$name --network none \
+		-v $(REGISTRY_VOLUME):/var/lib/credit/registry $(APP_REF) \
+		python -m training gate --candidate /opt/model; status=$$?; \
+	docker cp $$name:/var/lib/credit/reports/. $(REPORTS)/ || status=1; \
+	docker rm $$name >/dev/null; exit $$status
+
+# Continuous training in Docker mode (RETRAIN=true): `python -m training retrain` from the
+# image, against the stack's registry volume, so the running service follows a promotion
+# without a restart. The stack's training-data volume keeps incoming, processed and
+# quarantined batches and the snapshots between builds; the batches waiting in the
+# workspace's data/incoming/ are copied in (docker cp: the workspace may be inside a Jenkins
+# container, where a bind mount would name the wrong path) and removed from the workspace
+# once copied. Exit statuses as gate-image.
+TRAINING_VOLUME = $(COMPOSE_PROJECT_NAME)_training-data
+TRAINING_STATE = /var/lib/credit/training
+INCOMING ?= data/incoming
+retrain-image: | $(REPORTS) ## RETRAIN in Docker mode: take in data/incoming (INCOMING), retrain and gate in the image
+	@for volume in registry training-data; do \
+		docker volume inspect $(COMPOSE_PROJECT_NAME)_$$volume >/dev/null 2>&1 \
+		|| docker volume create --label com.docker.compose.project=$(COMPOSE_PROJECT_NAME) \
+			--label com.docker.compose.volume=$$volume $(COMPOSE_PROJECT_NAME)_$$volume \
+			>/dev/null || exit 1; \
+	done
+	@name=$(COMPOSE_PROJECT_NAME)-retrain-$$$$; \
+	docker create --name $$name --network none \
+		-v $(REGISTRY_VOLUME):/var/lib/credit/registry -v $(TRAINING_VOLUME):$(TRAINING_STATE) \
+		-e TRAINING_INCOMING_DIR=$(TRAINING_STATE)/incoming \
+		-e TRAINING_PROCESSED_DIR=$(TRAINING_STATE)/processed \
+		-e TRAINING_QUARANTINE_DIR=$(TRAINING_STATE)/quarantine \
+		-e TRAINING_SNAPSHOT_DIR=$(TRAINING_STATE)/snapshots \
+		$(APP_REF) python -m training retrain --output /tmp/challenger >/dev/null || exit 1; \
+	status=0; for batch in $(INCOMING)/*.csv; do \
+		[ -e "$$batch" ] || continue; \
+		docker cp "$$batch" $$name:$(TRAINING_STATE)/incoming/ && rm "$$batch" \
+			&& echo "moved $$batch into $(TRAINING_VOLUME)" || status=1; \
+	done; \
+	if [ $$status -eq 0 ]; then docker start --attach $$name; status=$$?; fi; \
+	docker cp $$name:/var/lib/credit/reports/. $(REPORTS)/ || status=1; \
+	docker rm $$name >/dev/null; exit $$status
 
 # --- pipeline, reports, Jenkins (issue 5) -------------------------------------------------
+# The stage list lives in pipeline/stages.py; the Jenkinsfile mirrors it (a test checks).
+# pipeline/ is standard library only, so these run with the system Python, before .venv
+# exists: a failed `setup` stage still gets its summary and e-mail.
+# `make pipeline DEPLOY=false RETRAIN=true PIPELINE_MODE=native`: see pipeline/runner.py.
+# Exit statuses of `python -m pipeline run`: 0 success, 1 failure, 4 unstable (champion kept).
+NPM ?= npm
+GROOVY_LINT := node_modules/.bin/npm-groovy-lint
+
+.PHONY: pipeline report notify clean-reports train-floor lint-jenkinsfile
+
+pipeline: ## run every pipeline stage in Jenkins's order (Docker if an engine answers, else native)
+	$(PYTHON_BASE) -m pipeline run
+
+train-floor: setup | $(REPORTS) ## native "build image": train, floor gate, model tests (no Docker)
+	$(PY) -m training train --data $(DATA) --output $(MODEL_DIR)
+	$(MAKE) --no-print-directory test-model
+
+report: | $(REPORTS) ## write reports/summary.html and summary.txt (status, stages, tests, model, gate)
+	@if [ -x "$(PY)" ] && ls $(REPORTS)/.coverage.* >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory coverage-report \
+			|| echo "coverage could not be combined; the summary says so"; fi
+	$(PYTHON_BASE) -m pipeline report
+
+notify: | $(REPORTS) ## e-mail the summary (SMTP_HOST, NOTIFY_TO, ...) or write it to reports/outbox/
+	$(PYTHON_BASE) -m pipeline notify
+
+clean-reports: ## remove the report files of the last run (keeps reports/outbox/)
+	$(PYTHON_BASE) -m pipeline clean
+
+node_modules/.installed: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund
+	touch $@
+
+lint-jenkinsfile: node_modules/.installed ## lint the Jenkinsfile with npm-groovy-lint (pinned; needs Node and Java)
+	$(GROOVY_LINT) --noserver --failon error --config jenkins/.groovylintrc.json Jenkinsfile
+
+# --- continuous training (issue 6) ---------------------------------------------------------
+# Labelled batches arrive in data/incoming/ (TRAINING_INCOMING_DIR); `retrain` takes them in
+# (validation + drift report per batch in reports/intake/, quarantine with the reason),
+# trains a challenger on the new snapshot and gates it against production.
+#
+# Exit statuses: `python -m training` returns 0 promoted, 3 under the floor, 4 champion
+# kept, 5 no new data; make turns any non-zero status into its own 2 and names the
+# command's status in its "Error N" line. Jenkins therefore reads the decision from
+# reports/gate.json / reports/retrain.json, and uses `pending` as a yes/no trigger:
+#   if (sh(returnStatus: true, script: 'make pending') == 0) {
+#       build job: env.JOB_NAME, parameters: [booleanParam(name: 'RETRAIN', value: true)]
+#   }
+KIND ?= covariate
+AMOUNT ?= 0.5
+ROWS ?= 200
+SEED ?= 1
+ACTION ?= none
+
+.PHONY: retrain pending monitor simulate
+
+retrain: setup ## take in data/incoming, train a challenger on the new snapshot, gate it
+	$(PY) -m training retrain
+
+pending: setup ## exit 0 only when unprocessed batches wait in data/incoming (new-data trigger)
+	@$(PY) -m training pending
+
+# PREDICTION_LOG, FEEDBACK_LOG (default run/*.jsonl) and, for ACTION=trigger,
+# JENKINS_TRIGGER_URL (the job's buildWithParameters URL), JENKINS_TRIGGER_TOKEN,
+# JENKINS_USER and JENKINS_API_TOKEN come from the environment.
+monitor: setup ## retraining needed? (drift, live performance); ACTION=none|retrain|trigger
+	$(PY) -m training monitor --action $(ACTION)
+
+simulate: setup ## write a SIMULATED labelled batch to data/incoming: KIND AMOUNT ROWS SEED
+	$(PY) -m training simulate --kind $(KIND) --amount $(AMOUNT) --rows $(ROWS) --seed $(SEED)
