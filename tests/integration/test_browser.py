@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.helpers import require_executable
@@ -57,10 +57,15 @@ def fill_form(driver: WebDriver, applicant: dict[str, Any]) -> None:
 
 
 def submit(driver: WebDriver) -> None:
-    """Press the form's submit button and wait for the next page."""
-    old_page = driver.find_element(By.TAG_NAME, "html")
+    """Press the form's submit button and wait until the next page has loaded."""
+    # A mark on this document's window, which the next document does not have. (Waiting for
+    # an old element to go stale races the navigation: chromedriver may answer "Node with
+    # given id does not belong to the document" instead of a stale-element error.)
+    driver.execute_script("window.leftForNextPage = true;")
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    WebDriverWait(driver, 60).until(expected_conditions.staleness_of(old_page))
+    WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,)).until(
+        lambda page: page.execute_script(
+            "return !window.leftForNextPage && document.readyState === 'complete';"))
 
 
 def csp_violations(driver: WebDriver) -> list[str]:
