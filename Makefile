@@ -13,8 +13,17 @@ MODEL_DIR ?= build/model
 export MODEL_REGISTRY ?= $(abspath registry)
 export REPORTS_DIR := $(abspath $(REPORTS))
 
-# Test kinds, each with its own folder under tests/ and JUnit file reports/junit-<kind>.xml.
-TEST_KINDS := unit data model api integration container pipeline
+# Test kinds, one line each: folder tests/<kind>/, JUnit file reports/junit-<kind>.xml, and
+# its `make help` line. TEST_KINDS is read from these lines, so they are the one list; the
+# recipe is the pattern rule further down.
+test-unit:        ## unit tests: training modules, CLI, config, registry, packaging
+test-data:        ## data tests: the real file passes, broken fixture files fail naming the check
+test-model:       ## model tests: quality floor, reproducibility, behavioural checks
+test-api:         ## API and form tests through the Flask test client
+test-integration: ## real Gunicorn + NGINX + Chromium; continuous training end to end
+test-container:   ## real Docker engine: image, bad builds, compose stack
+test-pipeline:    ## stage list, Jenkinsfile parity, reports, e-mail, `make pipeline` end to end
+TEST_KINDS := $(shell sed -n 's/^test-\([a-z]*\):.*## .*/\1/p' $(firstword $(MAKEFILE_LIST)))
 PYTEST = $(PY) -m pytest
 
 .PHONY: help setup lint test coverage-report train evaluate gate validate rollback clean \
@@ -40,7 +49,7 @@ lint: setup | $(REPORTS) ## flake8 over the code; report in reports/flake8.txt
 	$(PY) -m flake8 --tee --output-file=$(REPORTS)/flake8.txt training app pipeline tests setup.py
 
 # One pattern for every kind: own JUnit file, own coverage data file, combined afterwards.
-$(addprefix test-,$(TEST_KINDS)): test-%: setup | $(REPORTS) ## run one kind of tests
+$(addprefix test-,$(TEST_KINDS)): test-%: setup | $(REPORTS)
 	COVERAGE_FILE=$(REPORTS)/.coverage.$* $(PYTEST) tests/$* \
 		--junitxml=$(REPORTS)/junit-$*.xml -o junit_suite_name=$* \
 		--cov --cov-report= $(PYTEST_ARGS)
