@@ -68,6 +68,13 @@ def test_promoted_model_is_picked_up_without_failed_requests(
         assert load.wait_until(
             lambda done: len(done) >= 30 and all(o.version == new for o in done[-30:]),
             timeout=90), f"{new} never served; last: {load.outcomes[-5:]}"
+        # The load may be answered by one worker only (NGINX keeps its upstream connection),
+        # so wait until every worker has swapped before asking /readyz, whichever answers.
+        swapped = f"serving model version {new}"
+        deadline = time.monotonic() + 60
+        while stack.app.log().count(swapped) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert stack.app.log().count(swapped) == WORKERS
         ready = requests.get(f"{stack.url}/readyz", timeout=10)
         assert ready.json()["model_version"] == new
     assert load.failures() == []
