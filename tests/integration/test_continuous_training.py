@@ -196,6 +196,11 @@ def test_drift_alarm_retrains_promotes_and_the_service_switches_without_failures
         switches = [b for a, b in zip(client.versions, client.versions[1:]) if a != b]
         assert v2 in switches and v1 in switches  # both switches happened under traffic
         assert stack.app.pid == master and stack.app.process.poll() is None  # no restart
+        # The client may have been answered by one worker only; every worker follows the
+        # pointer within MODEL_RELOAD_SECONDS, so /readyz names v1 soon, whichever answers.
+        deadline = time.monotonic() + 30
+        while served_version(stack.url) != v1 and time.monotonic() < deadline:
+            time.sleep(0.5)
         assert served_version(stack.url) == v1
 
     # What the monitor decided and why, and what retraining took in and produced.
