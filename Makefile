@@ -26,7 +26,7 @@ test-pipeline:    ## stage list, Jenkinsfile parity, reports, e-mail, `make pipe
 TEST_KINDS := $(shell sed -n 's/^test-\([a-z]*\):.*## .*/\1/p' $(firstword $(MAKEFILE_LIST)))
 PYTEST = $(PY) -m pytest
 
-.PHONY: help setup lint test coverage-report train evaluate gate validate rollback clean \
+.PHONY: help system setup lint test coverage-report train evaluate gate validate rollback clean \
 	$(addprefix test-,$(TEST_KINDS))
 
 help: ## show this list of targets
@@ -34,7 +34,18 @@ help: ## show this list of targets
 		$(MAKEFILE_LIST)
 
 # --- environment --------------------------------------------------------------------------
+# The system step (pipeline/system.py, components in pipeline/preflight.py): on Debian or
+# Ubuntu as root it installs the missing packages a job needs, starts the Docker engine and
+# gets the base images (pulled, else stand-ins built with debootstrap); otherwise it stops
+# at once naming what is missing and the command that installs it. `make test` and
+# `make pipeline` run it first; a second run changes nothing.
+SYSTEM_FOR ?= test
+
+system: ## install and start what SYSTEM_FOR (test, pipeline, setup, lint-jenkinsfile) needs; root + apt
+	@$(PYTHON_BASE) -m pipeline system $(SYSTEM_FOR)
+
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(MAKE) --no-print-directory system SYSTEM_FOR=setup
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -54,11 +65,18 @@ $(addprefix test-,$(TEST_KINDS)): test-%: setup | $(REPORTS)
 		--junitxml=$(REPORTS)/junit-$*.xml -o junit_suite_name=$* \
 		--cov --cov-report= $(PYTEST_ARGS)
 
-test: setup | $(REPORTS) ## run every kind of tests, then write reports/coverage.xml
-	@failed=""; for kind in $(TEST_KINDS); do \
+# The system step first (it may install python3-venv, which setup needs), then each kind;
+# the duration of each kind is printed at the end.
+test: | $(REPORTS) ## run every kind of tests, then write reports/coverage.xml
+	@$(MAKE) --no-print-directory system SYSTEM_FOR=test
+	@$(MAKE) --no-print-directory -s setup
+	@failed=""; took=""; for kind in $(TEST_KINDS); do \
+		started=$$(date +%s); \
 		$(MAKE) --no-print-directory test-$$kind || failed="$$failed $$kind"; \
+		took="$$took $$kind $$(( $$(date +%s) - started ))s,"; \
 	done; \
 	$(MAKE) --no-print-directory coverage-report; \
+	echo "test kinds took:$${took%,}"; \
 	if [ -n "$$failed" ]; then echo "FAILED test kinds:$$failed"; exit 1; fi
 
 coverage-report: setup ## combine the coverage of all test kinds into reports/coverage.xml
@@ -352,8 +370,9 @@ GROOVY_LINT := node_modules/.bin/npm-groovy-lint
 
 .PHONY: pipeline report notify clean-reports train-floor lint-jenkinsfile
 
+# --system: the system step for the mode first, then the preflight, recorded as a stage.
 pipeline: ## run every pipeline stage in Jenkins's order (Docker if an engine answers, else native)
-	$(PYTHON_BASE) -m pipeline run
+	$(PYTHON_BASE) -m pipeline run --system
 
 train-floor: setup | $(REPORTS) ## native "build image": train, floor gate, model tests (no Docker)
 	$(PY) -m training train --data $(DATA) --output $(MODEL_DIR)
@@ -372,6 +391,7 @@ clean-reports: ## remove the report files of the last run (keeps reports/outbox/
 	$(PYTHON_BASE) -m pipeline clean
 
 node_modules/.installed: package.json package-lock.json
+	@$(MAKE) --no-print-directory system SYSTEM_FOR=lint-jenkinsfile
 	$(NPM) ci --no-audit --no-fund
 	touch $@
 

@@ -11,9 +11,10 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 
-from pipeline import runner
+from pipeline import preflight, runner, system
 from pipeline.notify import NotifyError, notify
 from pipeline.report import write_summary
 from pipeline.stages import MODES, STAGES
@@ -46,7 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "answers, else native (or PIPELINE_MODE)")
     sub.add_argument("--keep-reports", action="store_true",
                      help="do not clear reports/ from the previous run first")
+    sub.add_argument("--system", action="store_true",
+                     help="first install what the mode needs (root, apt) and check it: "
+                     "the preflight, recorded as a stage (`make pipeline` sets this)")
     sub.set_defaults(command=cmd_run)
+    sub = commands.add_parser("system", help="install and start what a job needs (`make system`)")
+    sub.add_argument("job", nargs="?", default=preflight.TEST_JOB,
+                     choices=[preflight.TEST_JOB, preflight.PIPELINE_JOB,
+                              preflight.SETUP_JOB, preflight.LINT_JENKINSFILE_JOB])
+    sub.set_defaults(command=cmd_system)
     sub = commands.add_parser("report", help="write reports/summary.html and summary.txt")
     sub.set_defaults(command=cmd_report)
     sub = commands.add_parser("notify", help="e-mail the summary (or write reports/outbox/)")
@@ -60,10 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(arguments: argparse.Namespace) -> int:
     """Run the pipeline; always write the summary and notify, whatever the stages did."""
+    checked = prepare_system(arguments.mode) if arguments.system else None
     settings = runner.Settings.from_env(mode=arguments.mode)
     if not arguments.keep_reports:
         runner.clean_reports(settings.reports_dir)
-    record = runner.run(settings)
+    record = runner.run(settings, preflight=checked and checked(settings.mode))
     status = runner.EXIT_STATUS[record.status]
     # The same targets Jenkins's post section uses: `make report` also combines coverage.
     if runner.run_make("report", os.environ) != 0:
@@ -73,6 +83,45 @@ def cmd_run(arguments: argparse.Namespace) -> int:
         logger.error("`make notify` failed: the summary was not delivered")
         status = EXIT_ERROR
     return status
+
+
+def prepare_system(mode: str | None) -> Callable[[str], runner.StageResult]:
+    """Run the system step for `make pipeline`; return what records it once the mode is known.
+
+    The system step runs before the mode is decided, because it may start the Docker engine
+    that decides it."""
+    started = time.monotonic()
+    environ = dict(os.environ, **({"PIPELINE_MODE": mode} if mode else {}))
+    try:
+        system.ensure_for_pipeline(environ)
+        problem = None
+    except system.SetupError as error:
+        problem = str(error)
+
+    def record(chosen: str) -> runner.StageResult:
+        # Checked again in the chosen mode: the system step's guess may differ when the
+        # engine stopped answering in between.
+        reason = problem or preflight.check(preflight.pipeline_job(chosen))
+        result = runner.FAILED if reason else runner.PASSED
+        job = preflight.JOBS[preflight.pipeline_job(chosen)]
+        return runner.StageResult(runner.PREFLIGHT, chosen, result,
+                                  seconds=time.monotonic() - started,
+                                  reason=reason or ", ".join(c.name for c in job.components)
+                                  + " present")
+    return record
+
+
+def cmd_system(arguments: argparse.Namespace) -> int:
+    """Install and start what a job needs; exit 1 with one message when that is impossible."""
+    try:
+        if arguments.job == preflight.PIPELINE_JOB:
+            system.ensure_for_pipeline(os.environ)
+        else:
+            system.ensure(arguments.job)
+    except system.SetupError as error:
+        logger.error("%s", error)
+        return EXIT_ERROR
+    return 0
 
 
 def cmd_report(arguments: argparse.Namespace) -> int:

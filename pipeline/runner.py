@@ -47,6 +47,9 @@ FAILURE_STATUS = "FAILURE"
 EXIT_STATUS = {SUCCESS_STATUS: 0, FAILURE_STATUS: 1, UNSTABLE_STATUS: 4}
 
 STAGES_FILE = "stages.json"
+# The check before the first stage (`make pipeline`): recorded like a stage, so the summary
+# names it when it fails.
+PREFLIGHT = "preflight"
 OUTBOX = "outbox"
 # Decisions as training/gate.py writes them to reports/gate.json.
 CHAMPION_KEPT = "champion_kept"
@@ -253,8 +256,11 @@ def log_progress(index: int, result: StageResult) -> None:
 
 
 def run(settings: Settings, execute: Executor = run_make,
-        environ: Mapping[str, str] | None = None) -> RunRecord:
-    """Run every stage in order, record each result, stop at the first failure."""
+        environ: Mapping[str, str] | None = None,
+        preflight: StageResult | None = None) -> RunRecord:
+    """Run every stage in order, record each result, stop at the first failure.
+
+    `preflight`, when given, is recorded first; when it failed, no stage runs."""
     environ = dict(os.environ if environ is None else environ)
     # The targets may want to know how the runner decided (e.g. which smoke test to expect).
     environ["PIPELINE_MODE"] = settings.mode
@@ -264,6 +270,14 @@ def run(settings: Settings, execute: Executor = run_make,
                 settings.mode_reason, ", RETRAIN" if settings.retrain else "",
                 "" if settings.deploy else ", DEPLOY=false")
     stopped_by: str | None = None
+    if preflight is not None:
+        record.stages.append(preflight)
+        record.write()
+        (logger.error if preflight.result == FAILED else logger.info)(
+            "preflight %s %.1fs: %s", preflight.result.upper(), preflight.seconds,
+            preflight.reason)
+        if preflight.result == FAILED:
+            stopped_by = preflight.name
     for index, stage in enumerate(STAGES, start=1):
         target = stage.target(settings.mode, settings.retrain)
         if stopped_by is not None:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
+
+from pipeline import preflight
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def require_component(available: bool, reason: str) -> None:
-    """Skip when a real component is missing locally; fail in CI, where it is mandatory."""
+    """Skip when a real component is missing locally; fail in CI, where it is mandatory.
+
+    `reason` starts with "needs <component>", so a skipped test says what it lacks."""
     if available:
         return
     if IN_CI:
@@ -24,9 +28,14 @@ def require_component(available: bool, reason: str) -> None:
 
 def require_executable(name: str) -> str:
     """Path of an executable the test needs (see `require_component` for missing ones)."""
-    path = shutil.which(name) or next(
-        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.access(p, os.X_OK)), None)
-    require_component(path is not None, f"{name} is not installed")
+    path = preflight.find_executable(name)
+    component = preflight.providing(name)
+    if component is None:
+        reason = f"needs {name}: not installed"
+    else:
+        reason = (f"needs {component.name}: `{name}` is not installed; "
+                  f"`make system` installs it ({preflight.install_hint([component])})")
+    require_component(path is not None, reason)
     return str(path)
 
 
@@ -51,3 +60,17 @@ def wait_for_http(url: str, timeout: float = 30.0, status: int = 200) -> request
             last = error
         time.sleep(0.2)
     pytest.fail(f"{url} did not answer {status} within {timeout}s (last: {last})")
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str,
+               interval: float = 0.1) -> object:
+    """Poll `condition` until it returns something truthy (returned), or fail the test
+    naming the event `what` that did not happen within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            pytest.fail(f"{what} did not happen within {timeout:.0f}s")
+        time.sleep(interval)

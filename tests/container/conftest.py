@@ -17,10 +17,18 @@ import docker
 import docker.errors
 import pytest
 
-from tests.container.support import (BUILD_TIMEOUT, Images, Stack, compose_available,
-                                     image_references, remove_built_images,
-                                     remove_project_volumes, run_make)
+from tests.container.support import (BUILD_TIMEOUT, FRESH_MACHINE_STAGES, Images, Stack,
+                                     compose_available, image_references,
+                                     remove_built_images, remove_project_volumes, run_make)
 from tests.helpers import free_port, require_component
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How long each stage of the bare-machine `make pipeline` took, when it ran."""
+    if FRESH_MACHINE_STAGES:
+        terminalreporter.write_sep("-", "make pipeline on a bare Debian: stage durations")
+        for line in FRESH_MACHINE_STAGES:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
@@ -32,10 +40,11 @@ def docker_client() -> Iterator[docker.DockerClient]:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as error:
-        reason = f"no Docker engine answers: {error}"
+        reason = f"needs Docker: no engine answers ({error})"
     require_component(client is not None and not reason, reason)
     require_component(compose_available(),
-                      "neither `docker compose` (v2) nor `docker-compose` (v1) is installed")
+                      "needs Docker Compose: neither `docker compose` (v2) nor "
+                      "`docker-compose` (v1) is installed")
     yield client
     client.close()
 

@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # trains the model three times (train + the model tests) on a possibly busy machine.
 BUILD_TIMEOUT = 3600
 STACK_TIMEOUT = 600
+# Each stage's result and duration in the bare-machine `make pipeline` run
+# (test_fresh_machine.py), printed in the session's terminal summary (conftest.py).
+FRESH_MACHINE_STAGES: list[str] = []
 
 
 @dataclass

@@ -21,7 +21,7 @@ import docker
 import pytest
 from aiosmtpd.controller import Controller
 
-from pipeline import runner
+from pipeline import preflight, runner
 from pipeline.stages import DOCKER, STAGES
 from tests.container.support import remove_built_images, remove_project_volumes
 from tests.helpers import IN_CI, free_port, require_component
@@ -35,10 +35,17 @@ TIMEOUT = 45 * 60  # a whole pipeline on a 2-core machine: training, tests, imag
 
 
 def pipeline_mode() -> str:
-    """Docker when an engine answers, else native (PIPELINE_MODE overrides); CI needs Docker."""
+    """Docker when an engine answers, else native (PIPELINE_MODE overrides); CI needs Docker.
+
+    Locally a mode whose components are missing skips ("needs NGINX", "needs Docker"); in CI
+    it fails (`require_component`)."""
     mode, reason = runner.detect_mode(os.environ)
     if IN_CI and not os.environ.get("PIPELINE_MODE"):
-        require_component(mode == DOCKER, f"no Docker engine for the pipeline test: {reason}")
+        require_component(mode == DOCKER, f"needs Docker: the pipeline test runs in Docker "
+                                          f"mode in CI, and {reason}")
+    problem = preflight.check(preflight.pipeline_job(mode))
+    require_component(problem is None, f"needs {problem.split(' needs ', 1)[-1]}"
+                      if problem else "")
     return mode
 
 
