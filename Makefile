@@ -21,7 +21,7 @@ test-data:        ## data tests: the real file passes, broken fixture files fail
 test-model:       ## model tests: quality floor, reproducibility, behavioural checks
 test-api:         ## API and form tests through the Flask test client
 test-integration: ## real Gunicorn + NGINX + Chromium; continuous training end to end
-test-container:   ## real Docker engine: image, bad builds, compose stack
+test-container:   ## real Docker engine: image, bad builds, compose stack, `make pipeline` on a bare Debian
 test-pipeline:    ## stage list, Jenkinsfile parity, reports, e-mail, `make pipeline` end to end
 TEST_KINDS := $(shell sed -n 's/^test-\([a-z]*\):.*## .*/\1/p' $(firstword $(MAKEFILE_LIST)))
 PYTEST = $(PY) -m pytest
@@ -371,7 +371,7 @@ GROOVY_LINT := node_modules/.bin/npm-groovy-lint
 .PHONY: pipeline report notify clean-reports train-floor lint-jenkinsfile
 
 # --system: the system step for the mode first, then the preflight, recorded as a stage.
-pipeline: ## run every pipeline stage in Jenkins's order (Docker if an engine answers, else native)
+pipeline: ## run every pipeline stage in Jenkins's order (Docker if an engine answers, else native) after `make system` and a preflight
 	$(PYTHON_BASE) -m pipeline run --system
 
 train-floor: setup | $(REPORTS) ## native "build image": train, floor gate, model tests (no Docker)

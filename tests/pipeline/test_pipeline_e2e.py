@@ -108,7 +108,8 @@ def test_pipeline_runs_every_stage_to_a_green_summary_and_an_email(
     record = json.loads((reports / "stages.json").read_text())
     assert result.returncode == 0, output
     assert record["status"] == "SUCCESS" and record["mode"] == workspace["PIPELINE_MODE"]
-    assert [stage["name"] for stage in record["stages"]] == [stage.name for stage in STAGES]
+    assert [stage["name"] for stage in record["stages"]] == [
+        runner.PREFLIGHT, *(stage.name for stage in STAGES)]
     results = {stage["result"] for stage in record["stages"]}
     assert results <= {runner.PASSED, runner.NOT_APPLICABLE}, record
     summary = (reports / "summary.txt").read_text()
