@@ -50,11 +50,16 @@ def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
     return AuthResult(success=good, handled=False)
 
 
+# Deadline for the SMTP server's start (aiosmtpd's default, 5 s, is short on a busy machine).
+SMTP_READY_WITHIN = 60.0
+
+
 @contextmanager
 def running_smtp(**options: Any) -> Iterator[tuple[Inbox, int]]:
     """A real SMTP server (aiosmtpd) on a free loopback port, stopped afterwards."""
     inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port,
+                            ready_timeout=SMTP_READY_WITHIN, **options)
     controller.start()
     try:
         yield inbox, port

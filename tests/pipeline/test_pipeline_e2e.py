@@ -25,7 +25,7 @@ from pipeline import preflight, runner
 from pipeline.stages import DOCKER, STAGES
 from tests.container.support import remove_built_images, remove_project_volumes
 from tests.helpers import IN_CI, free_port, require_component
-from tests.pipeline.test_notify import Inbox
+from tests.pipeline.test_notify import SMTP_READY_WITHIN, Inbox
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +96,8 @@ def make_pipeline(variables: dict[str, str], env: dict[str, str]) -> subprocess.
 def test_pipeline_runs_every_stage_to_a_green_summary_and_an_email(
         workspace: dict[str, str]) -> None:
     inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port,
+                            ready_timeout=SMTP_READY_WITHIN)
     controller.start()
     try:
         result = make_pipeline(workspace, {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port),
