@@ -163,8 +163,22 @@ def missing_message(job: Job, absent: Sequence[Component]) -> str:
 
 def engine_answers() -> bool:
     """Whether a Docker engine answers `docker info`."""
+    return not engine_problem()
+
+
+def engine_problem() -> str:
+    """Why `docker info` gets no answer (its last error line), or "" when it does."""
     docker = find_executable("docker")
-    return bool(docker) and _succeeds([docker, "info"])
+    if not docker:
+        return "no docker command"
+    try:
+        answer = subprocess.run([docker, "info"], capture_output=True, text=True,
+                                timeout=PROBE_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        return f"`docker info` did not answer within {PROBE_TIMEOUT:.0f}s"
+    if answer.returncode == 0:
+        return ""
+    return (answer.stderr.strip().splitlines() or ["`docker info` failed"])[-1]
 
 
 def base_images() -> list[str]:
@@ -192,8 +206,9 @@ def check(job_name: str) -> str | None:
         return missing_message(job, absent)
     if not job.needs_engine:
         return None
-    if not engine_answers():
-        return f"{job.title} needs Docker: the engine does not answer `docker info`"
+    problem = engine_problem()
+    if problem:
+        return f"{job.title} needs Docker: the engine does not answer ({problem})"
     images = [image for image in base_images() if not image_present(image)]
     if images:
         return (f"{job.title} needs Docker base images {', '.join(images)}; "

@@ -155,10 +155,14 @@ def ensure(job_name: str) -> None:
         if still:
             raise SetupError(preflight.missing_message(job, still))
     if job.needs_engine:
-        if not preflight.engine_answers():
+        problem = preflight.engine_problem()
+        if problem:
             if not preflight.is_root():
-                raise SetupError(f"{job.title} needs the Docker engine running; as root: "
-                                 "systemctl start docker (or: dockerd &)")
+                hint = ("join the docker group: sudo usermod -aG docker $USER"
+                        if "permission denied" in problem else
+                        "start it as root: systemctl start docker (or: dockerd &)")
+                raise SetupError(f"{job.title} needs Docker: the engine does not answer "
+                                 f"({problem}); {hint}")
             start_engine()
         provide_base_images(may_install)
     problem = preflight.check(job_name)
