@@ -74,6 +74,7 @@ def stop_packaged_nginx() -> None:
 
 def start_engine() -> None:
     """Start dockerd (systemd when it runs the machine) and wait, bounded, until it answers."""
+    daemon = None
     if Path("/run/systemd/system").is_dir():
         subprocess.run(["systemctl", "start", "docker"], capture_output=True, check=False)
     else:
@@ -81,16 +82,18 @@ def start_engine() -> None:
         logger.info("starting dockerd (log %s)", DOCKERD_LOG)
         with DOCKERD_LOG.open("a") as log:
             # A session of its own: the daemon outlives this make run and its process group.
-            subprocess.Popen([str(dockerd)], stdout=log, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+            daemon = subprocess.Popen([str(dockerd)], stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + ENGINE_START_TIMEOUT
     while time.monotonic() < deadline:
         if preflight.engine_answers():
             return
+        if daemon is not None and daemon.poll() is not None:
+            break  # it exited: its log says why
         time.sleep(1)
-    tail = DOCKERD_LOG.read_text(errors="replace").splitlines()[-10:] \
+    tail = DOCKERD_LOG.read_text(errors="replace").splitlines()[-3:] \
         if DOCKERD_LOG.exists() else []
-    raise SetupError(f"the Docker engine did not answer within {ENGINE_START_TIMEOUT:.0f}s; "
+    raise SetupError(f"the Docker engine did not start within {ENGINE_START_TIMEOUT:.0f}s; "
                      f"last lines of {DOCKERD_LOG}:\n" + "\n".join(tail))
 
 
