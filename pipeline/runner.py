@@ -4,7 +4,9 @@ One progress line per stage (name, mode, result, duration); the first failed sta
 run and the rest are recorded as not run. The gate's "champion kept" (exit status 4) is not a
 failure: the run becomes UNSTABLE and deploy and smoke test are skipped with the reason.
 Each stage's result goes to reports/stages.json as soon as it is known, so a summary written
-after a crash still shows how far the run got.
+after a crash still shows how far the run got. `make pipeline` (`run --system`) first gives
+the mode what it needs from the machine and checks it (pipeline/system.py, preflight.py);
+that check is recorded first, as 'preflight', and when it fails no stage runs.
 
 Settings (environment, or make variables: `make pipeline DEPLOY=false`):
   PIPELINE_MODE  docker|native; default: docker when `docker info` answers, else native
