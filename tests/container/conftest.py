@@ -17,6 +17,7 @@ import docker
 import docker.errors
 import pytest
 
+from tests.container import support
 from tests.container.support import (BUILD_TIMEOUT, FRESH_MACHINE_STAGES, Images, Stack,
                                      compose_available, image_references,
                                      remove_built_images, remove_project_volumes, run_make)
@@ -37,7 +38,7 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client = None
     reason = ""
     try:
-        client = docker.from_env()
+        client = support.docker_client()
         client.ping()
     except docker.errors.DockerException as error:
         reason = f"needs Docker: no engine answers ({error})"

@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # trains the model three times (train + the model tests) on a possibly busy machine.
 BUILD_TIMEOUT = 3600
 STACK_TIMEOUT = 600
+# The Docker API's answer to one call (removing a container, starting one): docker-py's
+# default of 60 s is too short for an engine on a busy machine; a hang guard, not a check.
+DOCKER_API_TIMEOUT = 600
 # Each stage's result and duration in the bare-machine `make pipeline` run
 # (test_fresh_machine.py), printed in the session's terminal summary (conftest.py).
 FRESH_MACHINE_STAGES: list[str] = []
@@ -45,6 +48,11 @@ def run_make(target: str, variables: dict[str, str] | None = None,
                                stderr=subprocess.STDOUT, text=True, timeout=timeout,
                                check=False)
     return Made(target, completed.returncode, completed.stdout)
+
+
+def docker_client() -> docker.DockerClient:
+    """A client of the local engine with the tests' API deadline."""
+    return docker.from_env(timeout=DOCKER_API_TIMEOUT)
 
 
 def compose_available() -> bool:

@@ -17,13 +17,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import pytest
 from aiosmtpd.controller import Controller
 
 from pipeline import preflight, runner
 from pipeline.stages import DOCKER, STAGES
-from tests.container.support import remove_built_images, remove_project_volumes
+from tests.container.support import (docker_client, remove_built_images,
+                                     remove_project_volumes)
 from tests.helpers import IN_CI, free_port, require_component
 from tests.pipeline.test_notify import SMTP_READY_WITHIN, Inbox
 
@@ -71,7 +71,7 @@ def workspace(tmp_path: Path) -> Iterator[dict[str, str]]:
                     *[f"{key}={value}" for key, value in variables.items()]],
                    env=clean_env({}), capture_output=True, timeout=300, check=False)
     if mode == DOCKER:
-        client = docker.from_env()
+        client = docker_client()
         remove_project_volumes(client, variables["COMPOSE_PROJECT_NAME"])
         remove_built_images(client, variables["IMAGE_TAG"])
         client.close()
