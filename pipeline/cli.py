@@ -69,11 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(arguments: argparse.Namespace) -> int:
     """Run the pipeline; always write the summary and notify, whatever the stages did."""
-    checked = prepare_system(arguments.mode) if arguments.system else None
+    record_preflight = prepare_system(arguments.mode) if arguments.system else None
     settings = runner.Settings.from_env(mode=arguments.mode)
     if not arguments.keep_reports:
         runner.clean_reports(settings.reports_dir)
-    record = runner.run(settings, preflight=checked and checked(settings.mode))
+    checked = record_preflight(settings.mode) if record_preflight else None
+    record = runner.run(settings, preflight=checked)
     status = runner.EXIT_STATUS[record.status]
     # The same targets Jenkins's post section uses: `make report` also combines coverage.
     if runner.run_make("report", os.environ) != 0:
