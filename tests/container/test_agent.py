@@ -14,6 +14,7 @@ must reach NGINX although the agent's 127.0.0.1 is not the host's.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -143,8 +144,12 @@ def test_docker_stages_from_the_agent_end_with_a_smoke_tested_prediction(
     for target in STAGES:
         made = agent.make(target, BUILD_TIMEOUT if target == "image" else STACK_TIMEOUT)
         assert made.status == 0, f"make {target} in the agent failed:\n{made.tail()}"
-        if target == "up":
-            assert NAMESAKE_SERVICE not in made.output, made.tail()
+        if target == "up":  # it waited for, and reported, the stack's services only
+            reported = re.findall(r"^/(\S+) \w+$", made.output, re.M)
+            reported += [word for line in re.findall(r"^waiting: (.*)$", made.output, re.M)
+                         for word in line.split() if word.startswith("/")]
+            assert reported, made.tail()
+            assert not [name for name in reported if NAMESAKE_SERVICE in name], made.tail()
         assert namesake(docker_client, project), f"make {target} removed the namesake"
 
     smoke = made.output

@@ -286,8 +286,8 @@ def test_job_dsl_declares_the_jenkinsfiles_job_options() -> None:
     rotator = re.search(r"logRotator\(numToKeepStr: '(\d+)', artifactNumToKeepStr: '(\d+)'\)",
                         options)
     assert rotator, options
-    assert f"numToKeep({rotator.group(1)})" in dsl
-    assert f"artifactNumToKeep({rotator.group(2)})" in dsl
+    assert f"numToKeepStr('{rotator.group(1)}')" in dsl
+    assert f"artifactNumToKeepStr('{rotator.group(2)}')" in dsl
     assert ("disableConcurrentBuilds()" in options) == ("disableConcurrentBuilds()" in dsl)
 
 
