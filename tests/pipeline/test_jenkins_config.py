@@ -235,11 +235,10 @@ def test_docker_smoke_runs_on_the_engine_hosts_network_not_the_callers_loopback(
 def test_jenkins_is_a_compose_project_of_its_own() -> None:
     stack = yaml.safe_load(read(STACK_COMPOSE))
     assert set(stack["services"]) == {"app", "nginx"}, "Jenkins must not be in the stack's file"
-    jenkins = yaml.safe_load(read(JENKINS_COMPOSE))
-    assert jenkins["name"] == "credit-risk-jenkins"
-    assert not {"app", "nginx"} & set(jenkins["services"])
-    assert "-p credit-risk-jenkins" in read(JENKINS_COMPOSE)
-    assert "-p credit-risk-jenkins" in read(ROOT / "README.md")
+    assert not {"app", "nginx"} & set(jenkins_services())
+    start = "docker compose -p credit-risk-jenkins --env-file .env -f jenkins/docker-compose.yml"
+    assert start in read(ROOT / "README.md")
+    assert start.replace("credit-risk-jenkins", "credit-risk") not in read(ROOT / "README.md")
 
 
 def test_make_up_and_down_touch_only_the_stacks_services() -> None:
@@ -335,6 +334,16 @@ def test_agent_image_base_is_a_build_argument_defaulting_to_the_real_agent() -> 
     tools = read(AGENT / "install-tools.sh")
     for tool in ("make", "python3-venv", "git", "docker-ce-cli", "docker-compose-plugin"):
         assert re.search(rf"\b{tool}\b", tools), tool
+
+
+@pytest.mark.parametrize("service", ["controller", "agent"])
+def test_compose_build_arguments_fall_back_to_the_dockerfiles_defaults(service: str) -> None:
+    build = jenkins_services()[service]["build"]
+    dockerfile = read(JENKINS / build["context"] / "Dockerfile")
+    for name, value in build["args"].items():
+        fallback = re.fullmatch(rf"\$\{{{name}:-(.+)\}}", value)
+        default = re.search(rf"^ARG {name}=(.+)$", dockerfile, re.M)
+        assert fallback and default and fallback.group(1) == default.group(1), name
 
 
 # --- 6. and 7. no defaults JCasC would ignore; e-mail as `make notify` sends it -----------
