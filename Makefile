@@ -21,7 +21,7 @@ test-data:        ## data tests: the real file passes, broken fixture files fail
 test-model:       ## model tests: quality floor, reproducibility, behavioural checks
 test-api:         ## API and form tests through the Flask test client
 test-integration: ## real Gunicorn + NGINX + Chromium; continuous training end to end
-test-container:   ## real Docker engine: image, bad builds, compose stack
+test-container:   ## real Docker engine: image, bad builds, compose stack, stages run from the Jenkins agent
 test-pipeline:    ## stage list, Jenkinsfile parity, reports, e-mail, `make pipeline` end to end
 TEST_KINDS := $(shell sed -n 's/^test-\([a-z]*\):.*## .*/\1/p' $(firstword $(MAKEFILE_LIST)))
 PYTEST = $(PY) -m pytest
