@@ -21,7 +21,7 @@ test-data:        ## data tests: the real file passes, broken fixture files fail
 test-model:       ## model tests: quality floor, reproducibility, behavioural checks
 test-api:         ## API and form tests through the Flask test client
 test-integration: ## real Gunicorn + NGINX + Chromium; continuous training end to end
-test-container:   ## real Docker engine: image, bad builds, compose stack, `make pipeline` on a bare Debian
+test-container:   ## real Docker engine: image, bad builds, compose stack, stages from the Jenkins agent, `make pipeline` on a bare Debian
 test-pipeline:    ## stage list, Jenkinsfile parity, reports, e-mail, `make pipeline` end to end
 TEST_KINDS := $(shell sed -n 's/^test-\([a-z]*\):.*## .*/\1/p' $(firstword $(MAKEFILE_LIST)))
 PYTEST = $(PY) -m pytest
@@ -225,18 +225,22 @@ PROJECT_VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' training/__ini
 UP_TIMEOUT ?= 180
 LOG_LINES ?= 200
 SMOKE_NATIVE = $(filter native,$(PIPELINE_MODE))
+# The public URL as seen from the machine that publishes it: in Docker mode the smoke test
+# runs in a throwaway container of the app image on the engine host's network, so
+# 127.0.0.1:PUBLIC_PORT is where NGINX publishes wherever make runs (on the host, or in a
+# Jenkins agent container, whose own 127.0.0.1 is not the host's). pipeline/smoke.py is
+# standard library only and is piped in.
 SMOKE_URL ?= http://127.0.0.1:$(if $(SMOKE_NATIVE),$(SERVE_PORT),$(PUBLIC_PORT))
-# Expected model version: EXPECTED_MODEL_VERSION when set (read by pipeline.smoke), else the
-# app image's label (Docker mode) or the local registry's production version (native mode).
-# With RETRAIN=true the gate stage promoted a retrained model, not the image's: the expected
-# version is then the stack's production pointer.
+SMOKE_IN_CONTAINER = docker run --rm -i --network host --entrypoint python $(APP_REF) -
+# Expected model version: EXPECTED_MODEL_VERSION when set, else the app image's label
+# (Docker mode) or the local registry's production version (native mode). With RETRAIN=true
+# the gate stage promoted a retrained model, not the image's: the expected version is then
+# the stack's production pointer.
 SMOKE_RETRAINED = $(filter true,$(RETRAIN))
-SMOKE_EXPECT = $(if $(SMOKE_NATIVE),--expected-from-registry "$(MODEL_REGISTRY)",\
-	$(if $(SMOKE_RETRAINED),--expected-version "$$(docker run --rm --network none \
-		-v $(REGISTRY_VOLUME):/var/lib/credit/registry $(APP_REF) \
-		cat /var/lib/credit/registry/production)",--expected-from-image $(APP_REF)))
-# Docker mode needs only the standard library; native mode reads the registry with `training`.
-SMOKE_PY = $(if $(SMOKE_NATIVE),$(PY),$(PYTHON_BASE))
+SMOKE_EXPECTED_DOCKER = $(if $(SMOKE_RETRAINED),docker run --rm --network none \
+	-v $(REGISTRY_VOLUME):/var/lib/credit/registry $(APP_REF) \
+	cat /var/lib/credit/registry/production,\
+	docker image inspect --format '{{index .Config.Labels "$(MODEL_LABEL)"}}' $(APP_REF))
 
 .PHONY: image up down smoke logs reports-from-image gate-image retrain-image
 
@@ -263,34 +267,47 @@ image: ## build the app image (validate, train, floor gate, model tests inside) 
 
 # Never builds: deploy exactly the images `make image` built and the gate judged. NGINX
 # resolves the upstream name when it loads its config, so it is reloaded after `up` (a
-# recreated app container may have a new address).
+# recreated app container may have a new address). Only the services of docker-compose.yml
+# are started, waited for and stopped: another container under the same project name (a
+# Jenkins started with the same COMPOSE_PROJECT_NAME, say) is neither waited for nor removed
+# as an orphan.
+# Asked of compose once per make run, and only by the targets that use it.
+STACK_SERVICES = $(eval STACK_SERVICES := $$(shell $(COMPOSE) config --services))$(STACK_SERVICES)
 up: ## start the stack (NGINX on PUBLIC_PORT, 8005) and wait until both services are healthy
 	@docker image inspect $(APP_REF) $(PROXY_IMAGE):$(IMAGE_TAG) >/dev/null \
 		|| { echo "images missing: run 'make image' first" >&2; exit 1; }
-	$(COMPOSE) up -d --no-build --remove-orphans \
-		|| { $(COMPOSE) logs --no-color --tail=50 >&2; exit 1; }
+	$(COMPOSE) up -d --no-build $(STACK_SERVICES) \
+		|| { $(COMPOSE) logs --no-color --tail=50 $(STACK_SERVICES) >&2; exit 1; }
 	@deadline=$$(( $$(date +%s) + $(UP_TIMEOUT) )); last=""; \
 	while :; do \
 		states=$$(docker inspect --format \
 			'{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
-			$$($(COMPOSE) ps -q)); \
+			$$($(COMPOSE) ps -q $(STACK_SERVICES))); \
 		if ! echo "$$states" | grep -qv ' healthy$$'; then break; fi; \
 		[ "$$states" = "$$last" ] || echo "waiting:" $$states; last=$$states; \
 		if [ $$(date +%s) -ge $$deadline ] || echo "$$states" | grep -q ' unhealthy$$\| exited$$'; \
 		then \
 			echo "stack not healthy within $(UP_TIMEOUT)s:" >&2; echo "$$states" >&2; \
-			$(COMPOSE) logs --no-color --tail=50 >&2; exit 1; \
+			$(COMPOSE) logs --no-color --tail=50 $(STACK_SERVICES) >&2; exit 1; \
 		fi; \
 		sleep 2; \
 	done; \
 	$(COMPOSE) exec -T nginx nginx -s reload || exit 1; \
 	echo "stack healthy, public URL http://127.0.0.1:$(PUBLIC_PORT)/:"; echo "$$states"
 
-down: ## stop and remove the stack's containers (the registry and log volumes are kept)
-	$(COMPOSE) down --remove-orphans
+down: ## stop and remove the stack's containers and network (the registry and log volumes are kept)
+	$(COMPOSE) down
 
 smoke: $(if $(SMOKE_NATIVE),setup) ## through NGINX: /readyz, a prediction, the served model version
-	$(SMOKE_PY) -m pipeline.smoke --url $(SMOKE_URL) $(SMOKE_EXPECT)
+ifneq ($(SMOKE_NATIVE),)
+	$(PY) -m pipeline.smoke --url $(SMOKE_URL) --expected-from-registry "$(MODEL_REGISTRY)"
+else
+	@expected="$${EXPECTED_MODEL_VERSION:-$$($(SMOKE_EXPECTED_DOCKER))}"; \
+	case "$$expected" in ""|"<no value>") \
+		echo "no expected model version from $(APP_REF) (built by 'make image'?)" >&2; exit 1;; \
+	esac; \
+	$(SMOKE_IN_CONTAINER) --url $(SMOKE_URL) --expected-version "$$expected" < pipeline/smoke.py
+endif
 
 logs: ## the stack's last LOG_LINES (200) log lines; SERVICE=app|nginx for one service
 	$(COMPOSE) logs --no-color --tail=$(LOG_LINES) $(SERVICE)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import shutil
 import subprocess
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,13 +41,16 @@ class Made:
         return "\n".join(self.output.splitlines()[-lines:])
 
 
-def run_make(target: str, variables: dict[str, str] | None = None,
-             timeout: float = STACK_TIMEOUT) -> Made:
-    """`make <target> VAR=value ...` in the checkout, in Docker mode, output captured."""
+def make_command(target: str, variables: dict[str, str] | None = None) -> list[str]:
+    """`make <target> VAR=value ...`, as the pipeline calls it."""
     command = ["make", "--no-print-directory", target]
-    command += [f"{name}={value}" for name, value in (variables or {}).items()]
-    environ = {**os.environ, "PIPELINE_MODE": "docker"}
-    completed = subprocess.run(command, cwd=ROOT, env=environ, stdout=subprocess.PIPE,
+    return command + [f"{name}={value}" for name, value in (variables or {}).items()]
+
+
+def run_captured(target: str, command: list[str], timeout: float,
+                 cwd: Path | None = None, environ: dict[str, str] | None = None) -> Made:
+    """Run a make command, stdout and stderr together, and keep its outcome."""
+    completed = subprocess.run(command, cwd=cwd, env=environ, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, timeout=timeout,
                                check=False)
     return Made(target, completed.returncode, completed.stdout)
@@ -53,6 +59,44 @@ def run_make(target: str, variables: dict[str, str] | None = None,
 def docker_client() -> docker.DockerClient:
     """A client of the local engine with the tests' API deadline."""
     return docker.from_env(timeout=DOCKER_API_TIMEOUT)
+
+
+def run_make(target: str, variables: dict[str, str] | None = None,
+             timeout: float = STACK_TIMEOUT) -> Made:
+    """`make <target> VAR=value ...` in the checkout, in Docker mode, output captured."""
+    environ = {**os.environ, "PIPELINE_MODE": "docker"}
+    return run_captured(target, make_command(target, variables), timeout, ROOT, environ)
+
+
+def dockerfile_default(dockerfile: Path, argument: str) -> str:
+    """The default value of `ARG <argument>=...` in a Dockerfile."""
+    found = re.search(rf"^ARG {argument}=(\S+)$", dockerfile.read_text(), re.M)
+    assert found, f"{dockerfile} has no default for ARG {argument}"
+    return found.group(1)
+
+
+def checkout_archive(prefix: str, uid: int, gid: int) -> bytes:
+    """The checkout's files (tracked and new, none that git ignores) as a tar under `prefix`,
+    owned by uid:gid: what a Jenkins agent's workspace holds after the checkout."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=ROOT, capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    files = [name for name in listed if name and (ROOT / name).is_file()]
+    # Directories too, or the engine would create them owned by root.
+    directories = sorted({str(parent) for name in files for parent in Path(name).parents
+                          if str(parent) != "."})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name in ["", *directories]:
+            info = tarfile.TarInfo(f"{prefix}/{name}".rstrip("/"))
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, gid
+            archive.addfile(info)
+        for name in files:
+            info = archive.gettarinfo(str(ROOT / name), arcname=f"{prefix}/{name}")
+            info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
+            with open(ROOT / name, "rb") as content:
+                archive.addfile(info, content)
+    return buffer.getvalue()
 
 
 def compose_available() -> bool:
@@ -87,6 +131,13 @@ def remove_built_images(client: docker.DockerClient, tag: str) -> None:
     """Untag every image `make image IMAGE_TAG=tag` made (their layers stay as cache)."""
     for reference in image_references(tag):
         remove_image(client, reference)
+
+
+def remove_project_containers(client: docker.DockerClient, project: str) -> None:
+    """Remove every container of a compose project, running or not."""
+    for container in client.containers.list(
+            all=True, filters={"label": f"com.docker.compose.project={project}"}):
+        container.remove(force=True)
 
 
 def remove_project_volumes(client: docker.DockerClient, project: str) -> None:
