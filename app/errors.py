@@ -93,7 +93,8 @@ def _http_error(error: HTTPException) -> Any:
     headers: dict[str, str] = {}
     valid_methods = getattr(error, "valid_methods", None)
     if valid_methods:  # a 405 says what is allowed
-        headers["Allow"] = ", ".join(sorted(valid_methods))
+        # Flask answers OPTIONS by itself, but NGINX refuses it (the API does not use it).
+        headers["Allow"] = ", ".join(sorted(set(valid_methods) - {"OPTIONS"}))
     message = error.description or error.name
     if _wants_html():
         return render_template("error.html", status=status, title=error.name,
