@@ -3,8 +3,10 @@
 Every operation of /api/v1/openapi.json gets generated requests that fit its schema
 (positive) and requests that break it (negative). Every answer must be documented: no 5xx,
 a status listed for the operation, the declared content type, and a body that matches the
-response schema. Requests leave from the load generator address, which NGINX does not rate
-limit, so the document is what is tested, not the limit.
+response schema; positive requests are accepted and negative ones refused. Schemathesis
+leaves out the operation that serves the document itself. Requests leave from the load
+generator address, which NGINX does not rate limit, so the document is what is tested, not
+the limit.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance,
+                                               negative_data_rejection,
+                                               positive_data_acceptance,
                                                response_schema_conformance,
                                                status_code_conformance)
 
@@ -27,8 +31,10 @@ from tests.servers import Stack
 
 pytestmark = pytest.mark.slow
 
+# Beyond conformance, the document must say exactly what the app accepts: data that fits
+# it is scored (2xx), data that does not is refused with a 4xx.
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+          response_schema_conformance, positive_data_acceptance, negative_data_rejection]
 # Generated cases per operation and mode: the bodies get them all, since that is where input
 # varies (an operation without input is one case). A negative predict case costs ~5 times a
 # feedback case to generate, so feedback gets more.
