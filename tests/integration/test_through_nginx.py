@@ -169,15 +169,17 @@ def test_concurrent_requests_per_client_are_limited_with_429(stack: Stack) -> No
                 sock.sendall(b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\n"
                              b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
                 held.append(sock)
-            # NGINX counts a request once its header is read: wait until all are counted.
+            # NGINX counts a request once its header is read: wait until all are counted,
+            # probing at 2 r/s, far under the rate limit, so a 429 is limit_conn's.
             deadline = time.monotonic() + 30
             while True:
                 response = requests.get(f"{edge.url}/api/v1/model", timeout=10)
                 if response.status_code == 429 or time.monotonic() > deadline:
                     break
-                time.sleep(0.1)
+                time.sleep(0.5)
             assert response.status_code == 429
             assert response.json()["error"] == "too_many_requests"
+            assert 'limiting connections by zone "credit_risk_conn"' in edge.log("error")
             exempt = servers.load_generator_session().get(f"{edge.url}/api/v1/model",
                                                           timeout=10)
             assert exempt.status_code == 200, "the load generator address is not limited"
