@@ -94,7 +94,10 @@ def test_limit_conn_is_on_the_same_key_as_limit_req() -> None:
     assert "limit_req_zone $edge_limit_key " in template
     assert "limit_conn_zone $edge_limit_key " in template
     server, _ = _server_and_locations()
-    assert re.fullmatch(r"credit_risk_conn \d+", server["limit_conn"])
+    # Above what limit_req lets through at once, so it never cuts into the allowed burst.
+    zone, connections = server["limit_conn"].split()
+    burst = int(re.search(r"burst=(\d+)", template).group(1))
+    assert zone == "credit_risk_conn" and int(connections) > burst + 1
     assert server["limit_conn_status"] == "429"
 
 

@@ -159,14 +159,16 @@ def test_a_used_method_on_the_wrong_path_is_the_apps_405(stack: Stack) -> None:
 
 
 def test_concurrent_requests_per_client_are_limited_with_429(stack: Stack) -> None:
-    """Requests whose body never comes hold a connection each; past limit_conn, 429."""
+    """Requests whose body never comes hold a connection each; past limit_conn, 429.
+
+    They go to /healthz, which has no rate limit, so limit_req cannot refuse them first."""
     with servers.running_nginx(stack.app.url) as edge:
         port = int(edge.url.rsplit(":", 1)[1])
         held = []
         try:
             for _ in range(CONNECTIONS_PER_CLIENT):
                 sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-                sock.sendall(b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\n"
+                sock.sendall(b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
                              b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
                 held.append(sock)
             # NGINX counts a request once its header is read: wait until all are counted,
