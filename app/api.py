@@ -1,7 +1,8 @@
 """The JSON API: scoring, the model card, feedback, the OpenAPI document, health and metrics.
 
 Batch size: a batch over MAX_BATCH_SIZE is a well-formed request the service declines to
-process, so it is a 422 naming `instances`; 413 is kept for bodies over MAX_CONTENT_LENGTH.
+process, so it is a 422 naming `instances`; 413 is kept for bodies over the route's limit
+(BODY_LIMITS; MAX_CONTENT_LENGTH for every other route).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from app.errors import ApiError, error_response
+from app.errors import MAX_REPORTED_FIELDS, ApiError, error_response
+from app.model_card import public_card
 from app.openapi import build_openapi
 from app.prediction_log import utc_now
 from app.scoring import current_model, score_rows
@@ -23,13 +25,19 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__)
 
+# The setting that bounds the body of each JSON route (app/config.py explains the sizes).
+BODY_LIMITS = {"api.predict": "MAX_PREDICT_BYTES", "api.feedback": "MAX_FEEDBACK_BYTES"}
+
 
 def read_json() -> Any:
     """The request's JSON document: 415 for another content type, 400 when malformed."""
     if request.mimetype != "application/json":
         raise ApiError(415, "Send the body as JSON with the header "
                             "'Content-Type: application/json'.")
-    data = request.get_data(cache=False)  # 413 from Flask when over MAX_CONTENT_LENGTH
+    setting = BODY_LIMITS.get(request.endpoint or "")
+    if setting:
+        request.max_content_length = current_app.config[setting]
+    data = request.get_data(cache=False)  # 413 from Flask when over the limit
     if not data.strip():
         raise ApiError(400, "The request body is empty; send a JSON document.",
                        error="malformed_json")
@@ -47,7 +55,8 @@ def _reject_constant(name: str) -> Any:
 def _validation_error(error: ValidationFailed) -> ApiError:
     count = len(error.fields)
     return ApiError(422, f"{count} field{'s' if count != 1 else ''} did not match the "
-                         "schema; see 'fields'.", error.fields)
+                         f"schema; see 'fields' (at most {MAX_REPORTED_FIELDS} listed).",
+                    error.fields)
 
 
 @bp.post("/api/v1/predict")
@@ -66,9 +75,8 @@ def predict() -> Any:
 
 @bp.get("/api/v1/model")
 def model_card() -> Any:
-    """The serving model's card, without the bulky training reference profile."""
-    card = current_model().card
-    return jsonify({key: value for key, value in card.items() if key != "reference"})
+    """What clients need of the serving model's card (no paths, config or profile)."""
+    return jsonify(public_card(current_model().card))
 
 
 @bp.post("/api/v1/feedback")

@@ -22,9 +22,15 @@ DEFAULTS: dict[str, Any] = {
     "PREDICTION_LOG_MAX_BYTES": 64 * 1024 * 1024,
     # How often (seconds) a worker reads the production pointer; 0 = on every request.
     "MODEL_RELOAD_SECONDS": 5.0,
-    # Rows per request, and bytes per request body (Flask answers 413 above it).
+    # Rows per scoring request, and bytes per request body, per route (413 above it). A
+    # 100-row batch is ~55 KB compact and ~86 KB pretty-printed at the largest valid values,
+    # so 128 KiB holds the largest batch and no more. Feedback is one small object; every
+    # other body (the HTML form) has MAX_CONTENT_LENGTH. NGINX's client_max_body_size per
+    # location (nginx/credit-risk.conf.template) holds the same numbers.
     "MAX_BATCH_SIZE": 100,
-    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "MAX_PREDICT_BYTES": 128 * 1024,
+    "MAX_FEEDBACK_BYTES": 4 * 1024,
+    "MAX_CONTENT_LENGTH": 16 * 1024,
     # Drift in /metrics: PSI over the last DRIFT_WINDOW rows this worker scored,
     # recomputed every DRIFT_EVERY rows once DRIFT_MIN_ROWS rows were seen.
     "DRIFT_WINDOW": 1000,

@@ -2,6 +2,8 @@
 
 Browsers asking for a page outside /api get the same status with an HTML page instead.
 Unexpected exceptions are logged with their traceback and answered with a bare 500.
+An error body is small whatever the request: at most MAX_REPORTED_FIELDS problems (and the
+total count), field names and texts truncated, because names come from the client.
 """
 
 from __future__ import annotations
@@ -26,6 +28,26 @@ ERROR_CODES = {
     503: "unavailable",
 }
 
+# Bounds of an error body: a request with 100,000 bad fields gets the first few and a count.
+MAX_REPORTED_FIELDS = 20
+MAX_FIELD_NAME_CHARS = 64
+MAX_TEXT_CHARS = 400
+
+
+def truncate(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, marked with '...' when cut."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def bounded_fields(fields: dict[str, str]) -> dict[str, str]:
+    """The first MAX_REPORTED_FIELDS problems, names and texts truncated."""
+    shown: dict[str, str] = {}
+    for name, problem in fields.items():
+        if len(shown) == MAX_REPORTED_FIELDS:
+            break
+        shown[truncate(name, MAX_FIELD_NAME_CHARS)] = truncate(problem, MAX_TEXT_CHARS)
+    return shown
+
 
 class ApiError(Exception):
     """An error answer decided by a view: status, message and the bad fields, if any."""
@@ -42,11 +64,12 @@ class ApiError(Exception):
 def error_response(status: int, message: str, fields: dict[str, str] | None = None,
                    error: str | None = None,
                    headers: dict[str, str] | None = None) -> tuple[Response, int]:
-    """The one JSON error body: {"error", "message", "fields"?, "request_id"}."""
+    """The one JSON error body: {"error", "message", "fields"?, "field_count"?, "request_id"}."""
     body: dict[str, Any] = {"error": error or ERROR_CODES.get(status, "error"),
-                            "message": message}
+                            "message": truncate(message, MAX_TEXT_CHARS)}
     if fields:
-        body["fields"] = fields
+        body["fields"] = bounded_fields(fields)
+        body["field_count"] = len(fields)
     request_id = g.get("request_id")
     if request_id:
         body["request_id"] = request_id
@@ -70,7 +93,8 @@ def _http_error(error: HTTPException) -> Any:
     headers: dict[str, str] = {}
     valid_methods = getattr(error, "valid_methods", None)
     if valid_methods:  # a 405 says what is allowed
-        headers["Allow"] = ", ".join(sorted(valid_methods))
+        # Flask answers OPTIONS by itself, but NGINX refuses it (the API does not use it).
+        headers["Allow"] = ", ".join(sorted(set(valid_methods) - {"OPTIONS"}))
     message = error.description or error.name
     if _wants_html():
         return render_template("error.html", status=status, title=error.name,

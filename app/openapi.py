@@ -13,6 +13,9 @@ from typing import Any
 from training import __version__
 from training.schema import FEATURES, INPUTS, Column, Role
 
+from app.errors import MAX_REPORTED_FIELDS
+from app.model_card import CARD_SCHEMA
+from app.request_id import SANE
 from app.validation import BATCH_KEY, outcome_values
 
 JSON = "application/json"
@@ -80,55 +83,90 @@ def _schemas(max_batch_size: int, example: dict[str, Any]) -> dict[str, Any]:
                                            "items": {"$ref": "#/components/schemas/Prediction"}}}},
         "Feedback": {"type": "object", "additionalProperties": False,
                      "required": ["request_id", "outcome"],
-                     "properties": {"request_id": {"type": "string", "maxLength": 128},
+                     "properties": {"request_id": {"type": "string", "pattern": SANE.pattern},
                                     "outcome": {"type": "string",
                                                 "enum": list(outcome_values())}}},
         "Error": {"type": "object", "required": ["error", "message"],
                   "properties": {"error": {"type": "string"}, "message": {"type": "string"},
                                  "request_id": {"type": "string"},
                                  "fields": {"type": "object",
+                                            "maxProperties": MAX_REPORTED_FIELDS,
                                             "additionalProperties": {"type": "string"},
                                             "description": "Problem of each bad field, by "
-                                                           "path (e.g. instances[0].amount)."}}},
+                                                           "path (e.g. instances[0].amount); "
+                                                           "the first "
+                                                           f"{MAX_REPORTED_FIELDS} only."},
+                                 "field_count": {"type": "integer", "minimum": 1,
+                                                 "description": "How many fields were bad "
+                                                                "in all."}}},
+        "ModelCard": CARD_SCHEMA,
+        "Status": {"type": "object", "required": ["status"],
+                   "properties": {"status": {"type": "string"},
+                                  "model_version": {"type": "string"}}},
     }
+
+
+def _json_response(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+# Answers every route can give: NGINX refuses methods the API does not use (405), the app
+# refuses a known path's other methods (405), and NGINX answers 502/503/504 when the app is
+# down or slow. Rate-limited routes add 429 (NGINX's limit_req and limit_conn).
+_EVERY_ROUTE = {"405": _error_response("Method not allowed on this path (see Allow)."),
+                "502": _error_response("The scoring service is not answering (NGINX)."),
+                "503": _error_response("Unavailable: no verified model is loaded, or the "
+                                       "service is down (NGINX)."),
+                "504": _error_response("The scoring service took too long (NGINX).")}
+_RATE_LIMITED = {"429": _error_response("Too many requests or connections from this client.")}
+
+
+def _operation(operation_id: str, summary: str, responses: dict[str, Any],
+               rate_limited: bool = True, body: str | None = None) -> dict[str, Any]:
+    """One operation with the answers common to every route added to `responses`."""
+    operation: dict[str, Any] = {"summary": summary, "operationId": operation_id}
+    if body:
+        operation["requestBody"] = {"required": True, "content": {JSON: {"schema": {
+            "$ref": f"#/components/schemas/{body}"}}}}
+    operation["responses"] = {**responses, **_EVERY_ROUTE,
+                              **(_RATE_LIMITED if rate_limited else {})}
+    return operation
 
 
 def _paths(max_batch_size: int) -> dict[str, Any]:
     body_errors = {"400": _error_response("Malformed JSON or an empty body."),
-                   "413": _error_response("Body larger than the configured limit."),
+                   "413": _error_response("Body larger than this route accepts."),
                    "415": _error_response("Content-Type is not application/json."),
                    "422": _error_response("Fields that do not match the schema, each named "
                                           "(also a batch over the size limit).")}
-    no_model = _error_response("No verified model is loaded.")
+    predict = _operation(
+        "predict", "Probability of bad credit risk and decision, for one applicant or a "
+                   f"batch of up to {max_batch_size}.",
+        {"200": _json_response("One prediction per applicant.", "PredictionResponse"),
+         **body_errors})
+    predict["requestBody"] = {"required": True, "content": {JSON: {"schema": {"oneOf": [
+        {"$ref": "#/components/schemas/Applicant"},
+        {"$ref": "#/components/schemas/Batch"}]}}}}
     return {
-        "/api/v1/predict": {"post": {
-            "summary": "Probability of bad credit risk and decision, for one applicant or "
-                       f"a batch of up to {max_batch_size}.",
-            "operationId": "predict",
-            "requestBody": {"required": True, "content": {JSON: {"schema": {"oneOf": [
-                {"$ref": "#/components/schemas/Applicant"},
-                {"$ref": "#/components/schemas/Batch"}]}}}},
-            "responses": {"200": {"description": "One prediction per applicant.",
-                                  "content": {JSON: {"schema": {
-                                      "$ref": "#/components/schemas/PredictionResponse"}}}},
-                          **body_errors, "503": no_model}}},
-        "/api/v1/feedback": {"post": {
-            "summary": "Record the true outcome of a scored request.",
-            "operationId": "feedback",
-            "requestBody": {"required": True, "content": {JSON: {"schema": {
-                "$ref": "#/components/schemas/Feedback"}}}},
-            "responses": {"201": {"description": "Recorded."}, **body_errors}}},
-        "/api/v1/model": {"get": {"summary": "The serving model's card.", "operationId": "model",
-                                  "responses": {"200": {"description": "Model card."},
-                                                "503": no_model}}},
-        "/api/v1/openapi.json": {"get": {"summary": "This document.", "operationId": "openapi",
-                                         "responses": {"200": {"description": "OpenAPI 3."}}}},
-        "/healthz": {"get": {"summary": "Liveness.", "operationId": "healthz",
-                             "responses": {"200": {"description": "Alive."}}}},
-        "/readyz": {"get": {"summary": "Readiness: a verified model is loaded.",
-                            "operationId": "readyz",
-                            "responses": {"200": {"description": "Ready, with the version."},
-                                          "503": no_model}}},
+        "/api/v1/predict": {"post": predict},
+        "/api/v1/feedback": {"post": _operation(
+            "feedback", "Record the true outcome of a scored request.",
+            {"201": _json_response("Recorded.", "Status"), **body_errors}, body="Feedback")},
+        "/api/v1/model": {"get": _operation(
+            "model", "What clients need of the serving model's card.",
+            {"200": _json_response("Model card.", "ModelCard")})},
+        "/api/v1/openapi.json": {"get": _operation(
+            "openapi", "This document.",
+            {"200": {"description": "OpenAPI 3.", "content": {JSON: {"schema": {
+                "type": "object", "required": ["openapi", "paths"]}}}}})},
+        "/healthz": {"get": _operation(
+            "healthz", "Liveness.", {"200": _json_response("Alive.", "Status")},
+            rate_limited=False)},
+        "/readyz": {"get": _operation(
+            "readyz", "Readiness: a verified model is loaded.",
+            {"200": _json_response("Ready, with the version.", "Status")},
+            rate_limited=False)},
     }
 
 

@@ -2,7 +2,8 @@
 
 Every problem is collected, keyed by the field's path (`amount`, `instances[2].age`), so
 that one answer names every bad field. Types are strict: JSON `true` is not an integer,
-`12.0` and `"12"` are not integers either, and categories must match exactly.
+`12.0` and `"12"` are not integers either, and categories must match exactly. An object
+with far more keys than its schema is refused as a whole, before any field is looked at.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from training.schema import COLUMNS_BY_NAME, INPUTS, TARGET, Column, Role
 
 BATCH_KEY = "instances"
 KNOWN_FIELDS = frozenset(column.name for column in INPUTS)
+# Unknown keys an object may carry and still get one message per key; beyond that the
+# object is refused in one message (a request of 100,000 junk keys costs one line).
+MAX_UNKNOWN_FIELDS = 20
 
 
 class ValidationFailed(Exception):
@@ -66,11 +70,20 @@ def check_value(column: Column, value: Any) -> str | None:
     return None
 
 
+def too_many_keys(payload: dict[Any, Any], known: int, path: str) -> dict[str, str]:
+    """The one problem of an object with far more keys than its `known` fields, else {}."""
+    if len(payload) <= known + MAX_UNKNOWN_FIELDS:
+        return {}
+    return {path: f"has {len(payload)} fields; at most {known} are known"}
+
+
 def validate_applicant(payload: Any, prefix: str = "") -> tuple[dict[str, Any], dict[str, str]]:
     """One applicant: the clean row (inputs only) and the problems by field path."""
     if not isinstance(payload, dict):
         return {}, {prefix or "body": f"must be a JSON object (got {_json_type(payload)})"}
-    errors: dict[str, str] = {}
+    errors = too_many_keys(payload, len(KNOWN_FIELDS), prefix or "body")
+    if errors:
+        return {}, errors
     for name in payload:
         if name not in KNOWN_FIELDS:
             errors[_path(prefix, str(name))] = ("unknown field; the model's inputs are "
@@ -105,8 +118,9 @@ def validate_request(payload: Any, max_batch_size: int) -> tuple[list[dict[str, 
 
 
 def _validate_batch(payload: dict[str, Any], max_batch_size: int) -> list[dict[str, Any]]:
-    errors = {str(name): f"unknown field; a batch holds only \"{BATCH_KEY}\""
-              for name in payload if name != BATCH_KEY}
+    errors = too_many_keys(payload, 1, "body") or {
+        str(name): f"unknown field; a batch holds only \"{BATCH_KEY}\""
+        for name in payload if name != BATCH_KEY}
     instances = payload[BATCH_KEY]
     if not isinstance(instances, list):
         errors[BATCH_KEY] = f"must be an array of applicants (got {_json_type(instances)})"
@@ -144,6 +158,9 @@ def validate_feedback(payload: Any) -> dict[str, str]:
     """A feedback record {"request_id", "outcome"}; ValidationFailed naming bad fields."""
     if not isinstance(payload, dict):
         raise ValidationFailed({"body": f"must be a JSON object (got {_json_type(payload)})"})
+    crowded = too_many_keys(payload, len(FEEDBACK_FIELDS), "body")
+    if crowded:
+        raise ValidationFailed(crowded)
     errors = {str(name): "unknown field" for name in payload if name not in FEEDBACK_FIELDS}
     request_id = payload.get("request_id")
     if not isinstance(request_id, str) or not is_sane(request_id):

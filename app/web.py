@@ -20,7 +20,9 @@ from training.schema import COLUMNS_BY_NAME, FEATURES, PROTECTED, Column
 
 bp = Blueprint("web", __name__)
 
-INTEGER = re.compile(r"^[+-]?\d{1,9}$")
+# ASCII digits only, like the API's JSON: Python's \d and int() also take other scripts'
+# digits ("١٢", "１２"), which the API would refuse.
+INTEGER = re.compile(r"[+-]?[0-9]{1,9}")
 
 
 def form_payload(form: dict[str, str]) -> dict[str, Any]:
@@ -30,7 +32,7 @@ def form_payload(form: dict[str, str]) -> dict[str, Any]:
         raw = (form.get(column.name) or "").strip()
         if not raw:
             continue
-        payload[column.name] = int(raw) if column.is_numeric and INTEGER.match(raw) else raw
+        payload[column.name] = int(raw) if column.is_numeric and INTEGER.fullmatch(raw) else raw
     return payload
 
 

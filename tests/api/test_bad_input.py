@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from app.errors import MAX_FIELD_NAME_CHARS, MAX_REPORTED_FIELDS
 from training.schema import FEATURES, INPUTS, PROTECTED
 
 Mutation = Callable[[dict[str, Any]], Any]
@@ -176,7 +177,7 @@ def test_predict_wrong_content_type_returns_415(
 
 def test_predict_body_over_the_limit_returns_413(make_app: Any,
                                                  applicant: dict[str, Any]) -> None:
-    client = make_app(MAX_CONTENT_LENGTH=4096).test_client()
+    client = make_app(MAX_PREDICT_BYTES=4096).test_client()
     payload = json.dumps({"instances": [applicant] * 20})
     assert len(payload) > 4096
     response = client.post("/api/v1/predict", data=payload, content_type="application/json")
@@ -184,10 +185,101 @@ def test_predict_body_over_the_limit_returns_413(make_app: Any,
     assert response.get_json()["error"] == "payload_too_large"
 
 
-def test_predict_body_over_the_default_limit_returns_413(client: FlaskClient) -> None:
-    payload = b'{"pad": "' + b"x" * (client.application.config["MAX_CONTENT_LENGTH"]) + b'"}'
-    response = client.post("/api/v1/predict", data=payload, content_type="application/json")
+def _padded(size: int) -> bytes:
+    """A JSON document of exactly `size` bytes."""
+    return b'{"pad": "' + b"x" * (size - 11) + b'"}'
+
+
+@pytest.mark.parametrize(("path", "setting"), [("/api/v1/predict", "MAX_PREDICT_BYTES"),
+                                               ("/api/v1/feedback", "MAX_FEEDBACK_BYTES")])
+def test_each_json_route_has_its_own_body_limit(client: FlaskClient, path: str,
+                                                setting: str) -> None:
+    """A body of exactly the limit is read (and judged on its content); one byte more is 413."""
+    limit = client.application.config[setting]
+    assert limit < 1024 * 1024, "an API body limit is small, not the old 1 MiB"
+    at_limit = client.post(path, data=_padded(limit), content_type="application/json")
+    assert at_limit.status_code == 422, at_limit.get_json()
+    over = client.post(path, data=_padded(limit + 1), content_type="application/json")
+    assert over.status_code == 413
+    assert over.get_json()["error"] == "payload_too_large"
+
+
+def test_the_largest_valid_batch_fits_the_predict_body_limit(client: FlaskClient) -> None:
+    """The limit is sized for MAX_BATCH_SIZE applicants at their longest, pretty-printed,
+    and no more than twice that."""
+    config = client.application.config
+    longest = {c.name: (c.maximum if c.is_numeric else max(c.categories, key=len))
+               for c in INPUTS}
+    batch = json.dumps({"instances": [longest] * config["MAX_BATCH_SIZE"]}, indent=4).encode()
+    assert len(batch) <= config["MAX_PREDICT_BYTES"] < 2 * len(batch)
+    response = client.post("/api/v1/predict", data=batch, content_type="application/json")
+    assert response.status_code == 200
+    assert len(response.get_json()["predictions"]) == config["MAX_BATCH_SIZE"]
+
+
+def test_form_body_over_the_default_limit_returns_413(client: FlaskClient) -> None:
+    limit = client.application.config["MAX_CONTENT_LENGTH"]
+    response = client.post("/", data={"age": "x" * limit})
     assert response.status_code == 413
+
+
+# --- error bodies stay small whatever the request ------------------------------------------
+def _junk_keys(count: int) -> dict[str, int]:
+    return {f"k{index}": 0 for index in range(count)}
+
+
+def test_117k_unknown_keys_get_a_small_422_naming_the_body(client: FlaskClient) -> None:
+    """Reproduction of the review: 117,000 unknown keys echoed one by one made a 9 MB 422."""
+    payload = json.dumps(_junk_keys(117_000)).encode()
+    assert len(payload) > client.application.config["MAX_PREDICT_BYTES"]
+    app = client.application
+    app.config["MAX_PREDICT_BYTES"] = len(payload)  # what reaches the validator, not the 413
+    response = client.post("/api/v1/predict", data=payload, content_type="application/json")
+    body = assert_names_fields(response, 422, "body")
+    assert len(response.data) < 1024, len(response.data)
+    assert "117000 fields" in body["fields"]["body"]
+    assert body["field_count"] == 1
+
+
+@pytest.mark.parametrize("wrap", [lambda row: row, lambda row: {"instances": [row]},
+                                  lambda row: {"instances": [{}], **row}],
+                         ids=["applicant", "batch-row", "batch-object"])
+def test_an_object_with_far_more_keys_than_the_schema_is_refused_whole(
+        client: FlaskClient, applicant: dict[str, Any], wrap: Callable[[dict], Any]) -> None:
+    payload = wrap({**applicant, **_junk_keys(len(INPUTS) + 25)})
+    body = client.post("/api/v1/predict", json=payload).get_json()
+    assert body["field_count"] == 1
+    [(field, problem)] = body["fields"].items()
+    assert field in ("body", "instances[0]") and "fields; at most" in problem
+
+
+def test_a_few_unknown_keys_are_each_named(client: FlaskClient,
+                                           applicant: dict[str, Any]) -> None:
+    response = client.post("/api/v1/predict", json={**applicant, **_junk_keys(20)})
+    body = assert_names_fields(response, 422, "k0")
+    assert body["field_count"] == 20 == len(body["fields"])
+
+
+def test_error_bodies_list_the_first_problems_and_count_them_all(
+        client: FlaskClient) -> None:
+    """A full batch of empty rows has 100 x 18 problems; the answer lists 20 of them."""
+    size = client.application.config["MAX_BATCH_SIZE"]
+    response = client.post("/api/v1/predict", json={"instances": [{}] * size})
+    body = assert_names_fields(response, 422, "instances[0].status")
+    assert body["field_count"] == size * len(FEATURES)
+    assert len(body["fields"]) == MAX_REPORTED_FIELDS
+    assert f"{size * len(FEATURES)} fields" in body["message"]
+    assert len(response.data) < 8 * 1024
+
+
+def test_long_field_names_are_truncated_in_error_bodies(
+        client: FlaskClient, applicant: dict[str, Any]) -> None:
+    name = "n" * 10_000
+    response = client.post("/api/v1/predict", json={**applicant, name: 1})
+    [(field, _)] = response.get_json()["fields"].items()
+    assert len(field) == MAX_FIELD_NAME_CHARS and field.endswith("...")
+    assert name[:MAX_FIELD_NAME_CHARS - 3] == field[:-3]
+    assert len(response.data) < 1024
 
 
 @pytest.mark.parametrize(("method", "path"), [
@@ -200,7 +292,7 @@ def test_wrong_method_returns_405_json_with_allow_header(client: FlaskClient, me
     response = client.open(path, method=method)
     assert response.status_code == 405
     assert response.get_json()["error"] == "method_not_allowed"
-    assert response.headers["Allow"]
+    assert response.headers["Allow"] and "OPTIONS" not in response.headers["Allow"]
 
 
 @pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v2/predict", "/api/", "/api/v1/predict/x"])

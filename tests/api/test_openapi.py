@@ -78,13 +78,50 @@ def test_openapi_is_served_without_a_model(make_app: Any, tmp_path: Any) -> None
     validate_request(example, max_batch_size=1)
 
 
-def test_model_card_is_served_without_the_reference_profile(
-        client: FlaskClient, trained_model: Any) -> None:
+def _strings(node: Any) -> list[str]:
+    """Every key and string value inside a JSON document."""
+    if isinstance(node, dict):
+        return [*map(str, node), *(s for value in node.values() for s in _strings(value))]
+    if isinstance(node, list):
+        return [s for value in node for s in _strings(value)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_model_card_publishes_what_clients_need_and_nothing_of_the_training_host(
+        client: FlaskClient, trained_model: Any, document: dict[str, Any]) -> None:
     card = client.get("/api/v1/model").get_json()
-    assert "reference" not in card
     assert card["threshold"] == trained_model.card["threshold"]
     assert card["metrics"] == trained_model.card["metrics"]
+    assert card["features"] == trained_model.card["features"]
     assert card["version"] == client.get("/readyz").get_json()["model_version"]
+    assert card["data"]["sha256"] == trained_model.card["data"]["sha256"]
+    # The full card holds the training host's paths (data, registry, reports) and config.
+    assert any(text.startswith("/") for text in _strings(trained_model.card))
+    assert not [text for text in _strings(card) if text.startswith("/")]
+    assert not {"reference", "config", "hyperparameters", "environment"} & set(card)
+    schema = document["components"]["schemas"]["ModelCard"]
+    assert set(card) <= set(schema["properties"]) and set(schema["required"]) <= set(card)
+    assert set(card["data"]) == set(schema["properties"]["data"]["properties"])
+
+
+STATUSES_OF_A_JSON_BODY = {"400", "413", "415", "422"}
+
+
+@pytest.mark.parametrize(("path", "method", "statuses"), [
+    ("/api/v1/predict", "post", {"200", "429", "503"} | STATUSES_OF_A_JSON_BODY),
+    ("/api/v1/feedback", "post", {"201", "429"} | STATUSES_OF_A_JSON_BODY),
+    ("/api/v1/model", "get", {"200", "429", "503"}),
+    ("/api/v1/openapi.json", "get", {"200", "429"}),
+    ("/healthz", "get", {"200"}), ("/readyz", "get", {"200", "503"}),
+])
+def test_openapi_documents_every_status_a_route_can_answer(
+        document: dict[str, Any], path: str, method: str, statuses: set[str]) -> None:
+    """The fuzz test (tests/integration/test_fuzz.py) holds answers to this list."""
+    responses = document["paths"][path][method]["responses"]
+    every_route = {"405", "502", "503", "504"}
+    assert set(responses) == statuses | every_route
+    for status, response in responses.items():
+        assert "$ref" in str(response.get("content", {})) or status == "200", status
 
 
 def test_healthz_is_a_tiny_json_answer(client: FlaskClient) -> None:

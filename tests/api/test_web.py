@@ -112,6 +112,18 @@ def test_form_post_with_bad_input_re_renders_with_a_message_at_the_field(
     assert f'value="{applicant[kept]}"' in page, "the other answers are kept"
 
 
+@pytest.mark.parametrize("digits", ["\u0663\u0665", "\uff13\uff15", "\u0969\u096b"],
+                         ids=["arabic-indic", "fullwidth", "devanagari"])
+def test_form_accepts_only_ascii_digits_like_the_api(
+        client: FlaskClient, applicant: dict[str, Any], prediction_log: Any,
+        digits: str) -> None:
+    """int() reads '٣٥' as 35; the API refuses it, so the form must too."""
+    response = client.post("/", data={**form_data(applicant), "age": digits})
+    assert response.status_code == 422
+    assert re.search(r'<p class="error-text" id="e-age">Enter a whole number', text(response))
+    assert not prediction_log.exists() or not prediction_log.read_text()
+
+
 def test_form_ignores_non_schema_form_fields(client: FlaskClient,
                                              applicant: dict[str, Any]) -> None:
     response = client.post("/", data={**form_data(applicant), "submit": "Assess"})

@@ -59,6 +59,26 @@ def test_services_are_read_only_limited_and_restarted(stack: Stack, service: str
     assert "/tmp" in host["Tmpfs"]
 
 
+@pytest.mark.parametrize(("service", "needed"), [
+    ("app", set()), ("nginx", {"CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"})])
+def test_services_drop_every_capability_but_what_they_need(
+        stack: Stack, service: str, needed: set[str], docker_client: docker.DockerClient) -> None:
+    """The running stack (healthy, smoke-tested) proves these are enough."""
+    host = stack.container(docker_client, service).attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"]
+    assert {cap.removeprefix("CAP_") for cap in host["CapAdd"] or []} == needed
+    assert "no-new-privileges=true" in host["SecurityOpt"]
+
+
+def test_nginx_workers_run_without_root(stack: Stack,
+                                        docker_client: docker.DockerClient) -> None:
+    nginx = stack.container(docker_client, "nginx")
+    code, output = nginx.exec_run(["sh", "-c", "for p in /proc/[0-9]*; do "
+                                   "[ \"$(cat $p/comm)\" = nginx ] && stat -c '%u' $p; done"])
+    owners = output.decode().split()
+    assert owners.count("0") == 1 and len(owners) >= 2, owners  # the master only
+
+
 def test_smoke_through_nginx_serves_the_labelled_model(stack: Stack, images: Images,
                                                        docker_client: docker.DockerClient
                                                        ) -> None:

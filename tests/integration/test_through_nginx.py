@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from app.config import DEFAULTS
 from tests import servers
 from tests.helpers import wait_until
 from tests.servers import Stack
@@ -30,6 +33,9 @@ LOG_WAIT = 30.0
 # they arrive faster than the 10 r/s rate however slowly each one is answered.
 BURST_REQUESTS = 60
 BURST_THREADS = 30
+# limit_conn per client address in nginx/credit-risk.conf.template.
+CONNECTIONS_PER_CLIENT = int(re.search(r"limit_conn credit_risk_conn (\d+);",
+                                       servers.NGINX_TEMPLATE.read_text()).group(1))
 
 
 def access_log_lines(stack: Stack) -> list[dict[str, Any]]:
@@ -105,6 +111,87 @@ def test_oversized_body_is_413_from_nginx_as_json(stack: Stack) -> None:
                                "message": response.json()["message"]}
     # NGINX answered without passing the body on to Gunicorn.
     assert access_log_entry(stack, request_id)["upstream_addr"] == ""
+
+
+def _padded(size: int) -> bytes:
+    """A JSON document of exactly `size` bytes."""
+    return b'{"pad": "' + b"x" * (size - 11) + b'"}'
+
+
+@pytest.mark.parametrize(("path", "setting", "content_type"), [
+    ("/api/v1/predict", "MAX_PREDICT_BYTES", "application/json"),
+    ("/api/v1/feedback", "MAX_FEEDBACK_BYTES", "application/json"),
+    ("/", "MAX_CONTENT_LENGTH", "application/x-www-form-urlencoded"),
+])
+def test_nginx_body_limit_of_each_path_is_the_apps(stack: Stack, path: str, setting: str,
+                                                   content_type: str) -> None:
+    """A body of exactly the app's limit reaches the app; one byte more is NGINX's 413."""
+    limit = DEFAULTS[setting]
+    with servers.load_generator_session() as session:
+        at_limit = session.post(f"{stack.url}{path}", data=_padded(limit), timeout=10,
+                                headers={"Content-Type": content_type})
+        over = session.post(f"{stack.url}{path}", data=_padded(limit + 1), timeout=10,
+                            headers={"Content-Type": content_type,
+                                     "X-Request-ID": f"over-{setting}"})
+    assert at_limit.status_code in (400, 422), at_limit.text[:300]
+    assert over.status_code == 413
+    assert access_log_entry(stack, f"over-{setting}")["upstream_addr"] == ""
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND", "FOOBAR",
+                                    "CONNECT"])
+@pytest.mark.parametrize("path", ["/api/v1/predict", "/", "/healthz", "/no-such-page"])
+def test_methods_the_api_does_not_use_get_405_json_from_nginx(
+        stack: Stack, method: str, path: str) -> None:
+    request_id = f"junk-{method}-{len(path)}"
+    response = requests.request(method, f"{stack.url}{path}", timeout=10,
+                                headers={"X-Request-ID": request_id})
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD, POST"
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["error"] == "method_not_allowed"
+    assert response.json()["request_id"] == request_id
+    assert access_log_entry(stack, request_id)["upstream_addr"] == "", "never reaches the app"
+
+
+def test_a_used_method_on_the_wrong_path_is_the_apps_405(stack: Stack) -> None:
+    response = requests.get(f"{stack.url}/api/v1/predict", timeout=10)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST", "the app's own Allow, once"
+    assert access_log_entry(stack, response.headers["X-Request-ID"])["upstream_addr"]
+
+
+def test_concurrent_requests_per_client_are_limited_with_429(stack: Stack) -> None:
+    """Requests whose body never comes hold a connection each; past limit_conn, 429.
+
+    They go to /healthz, which has no rate limit, so limit_req cannot refuse them first."""
+    with servers.running_nginx(stack.app.url) as edge:
+        port = int(edge.url.rsplit(":", 1)[1])
+        held = []
+        try:
+            for _ in range(CONNECTIONS_PER_CLIENT):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                sock.sendall(b"POST /healthz HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+                held.append(sock)
+            # NGINX counts a request once its header is read: wait until all are counted,
+            # probing at 2 r/s, far under the rate limit, so a 429 is limit_conn's.
+            deadline = time.monotonic() + 30
+            while True:
+                response = requests.get(f"{edge.url}/api/v1/model", timeout=10)
+                if response.status_code == 429 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            assert response.status_code == 429
+            assert response.json()["error"] == "too_many_requests"
+            assert 'limiting connections by zone "credit_risk_conn"' in edge.log("error")
+            exempt = servers.load_generator_session().get(f"{edge.url}/api/v1/model",
+                                                          timeout=10)
+            assert exempt.status_code == 200, "the load generator address is not limited"
+        finally:
+            for sock in held:
+                sock.close()
+        assert requests.get(f"{edge.url}/api/v1/model", timeout=10).status_code == 200
 
 
 def test_invalid_fields_are_422_naming_each_field(stack: Stack,

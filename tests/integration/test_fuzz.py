@@ -1,0 +1,96 @@
+"""Fuzzing through the real NGINX, driven by the service's own OpenAPI document (schemathesis).
+
+Every operation of /api/v1/openapi.json gets generated requests that fit its schema
+(positive) and requests that break it (negative). Every answer must be documented: no 5xx,
+a status listed for the operation, the declared content type, and a body that matches the
+response schema; positive requests are accepted and negative ones refused. Schemathesis
+leaves out the operation that serves the document itself. Requests leave from the load
+generator address, which NGINX does not rate limit, so the document is what is tested, not
+the limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (content_type_conformance,
+                                               negative_data_rejection,
+                                               positive_data_acceptance,
+                                               response_schema_conformance,
+                                               status_code_conformance)
+
+from tests import servers
+from tests.servers import Stack
+
+pytestmark = pytest.mark.slow
+
+# Beyond conformance, the document must say exactly what the app accepts: data that fits
+# it is scored (2xx), data that does not is refused with a 4xx.
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance, positive_data_acceptance, negative_data_rejection]
+# Generated cases per operation and mode: the bodies get them all, since that is where input
+# varies (an operation without input is one case). A negative predict case costs ~5 times a
+# feedback case to generate, so feedback gets more.
+EXAMPLES = {("POST /api/v1/predict", GenerationMode.POSITIVE): 350,
+            ("POST /api/v1/predict", GenerationMode.NEGATIVE): 450,
+            ("POST /api/v1/feedback", GenerationMode.POSITIVE): 500,
+            ("POST /api/v1/feedback", GenerationMode.NEGATIVE): 720}
+EXAMPLES_WITHOUT_BODY = 5
+MIN_REQUESTS = 2000
+
+
+def _examples(operation: Any, mode: GenerationMode) -> int:
+    if operation.body:
+        return EXAMPLES[operation.label, mode]
+    return EXAMPLES_WITHOUT_BODY if mode is GenerationMode.POSITIVE else 0
+
+
+def _fuzz(operation: Any, mode: GenerationMode, base_url: str, session: Any,
+          sent: Counter) -> str | None:
+    """Run the generated cases of one operation and mode; the first failure, if any."""
+    key = f"{operation.label} {mode.value}"
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=_examples(operation, mode), deadline=None, database=None,
+              derandomize=True, phases=[Phase.generate, Phase.shrink],
+              suppress_health_check=list(HealthCheck))
+    def run(case: Any) -> None:
+        sent[key] += 1
+        case.call_and_validate(base_url=base_url, session=session, checks=CHECKS, timeout=30)
+
+    try:
+        run()
+    except Exception as error:  # the failure and its shrunk example, for the report
+        return f"{key}: {str(error)[:3000]}"
+    return None
+
+
+def test_fuzz_every_operation_through_nginx(stack: Stack) -> None:
+    schema = schemathesis.openapi.from_url(f"{stack.url}/api/v1/openapi.json", timeout=10)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    documented = {operation.label for operation in operations}
+    assert {"POST /api/v1/predict", "POST /api/v1/feedback", "GET /api/v1/model"} <= documented
+    sent: Counter = Counter()
+    failures = []
+    started = time.monotonic()
+    with servers.load_generator_session() as session:
+        for operation in operations:
+            for mode in GenerationMode:
+                if _examples(operation, mode):
+                    failure = _fuzz(operation, mode, stack.url, session, sent)
+                    if failure:
+                        failures.append(failure)
+    seconds = time.monotonic() - started
+    total = sum(sent.values())
+    print(f"fuzz: {total} requests in {seconds:.0f}s through NGINX; per operation and mode: "
+          f"{dict(sent)}")
+    assert not failures, "\n\n".join(failures)
+    assert total >= MIN_REQUESTS, dict(sent)
+    assert {key.rsplit(" ", 1)[0] for key in sent} == documented, "every operation was sent"
