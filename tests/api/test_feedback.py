@@ -44,10 +44,12 @@ def test_feedback_joins_logged_predictions_in_the_monitor(
     ({"request_id": "abc", "outcome": 1}, {"outcome"}),
     ({"request_id": 12, "outcome": "good"}, {"request_id"}),
     ({"request_id": "has space", "outcome": "good"}, {"request_id"}),
+    ({"request_id": "abc\n", "outcome": "good"}, {"request_id"}),
     ({"request_id": "abc", "outcome": "good", "note": "x"}, {"note"}),
     (["abc", "good"], {"body"}),
 ], ids=["missing-outcome", "missing-request-id", "empty", "unknown-outcome", "uppercase-outcome",
-        "numeric-outcome", "numeric-request-id", "unsafe-request-id", "unknown-field", "array"])
+        "numeric-outcome", "numeric-request-id", "unsafe-request-id", "trailing-newline",
+        "unknown-field", "array"])
 def test_feedback_bad_input_returns_422_naming_the_fields(
         client: FlaskClient, app: Flask, payload: Any, fields: set[str]) -> None:
     response = client.post("/api/v1/feedback", json=payload)
