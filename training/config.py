@@ -83,6 +83,9 @@ class TrainingConfig:
     batch_min_bad_fraction: float = 0.05
     batch_max_bad_fraction: float = 0.80
     batch_min_rows: int = 20
+    # Intake reads no batch file larger than this (a 1,000-row batch is about 100 KB);
+    # a bigger one is quarantined unread.
+    batch_max_bytes: int = 16 * 1024 * 1024
 
     # Continuous training: where labelled batches arrive and where they go after intake.
     incoming_dir: Path = Path("data/incoming")
