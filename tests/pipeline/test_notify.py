@@ -207,8 +207,8 @@ def test_starttls_refuses_an_untrusted_certificate(tmp_path: Path, tls_server: t
     assert inbox.messages == []
 
 
-def test_implicit_tls_with_a_private_ca_logs_in_and_delivers(tmp_path: Path,
-                                                              ssl_server: tuple) -> None:
+def test_implicit_tls_with_a_private_ca_logs_in_and_delivers(
+        tmp_path: Path, ssl_server: tuple) -> None:
     inbox, port, cert = ssl_server
     builders.unstable(tmp_path / "reports")
     notify(tmp_path / "reports", smtp_env(port, SMTP_TLS="ssl", SMTP_USER=USER,
@@ -216,8 +216,8 @@ def test_implicit_tls_with_a_private_ca_logs_in_and_delivers(tmp_path: Path,
     assert [message["X-Pipeline-Status"] for message in inbox.messages] == ["UNSTABLE"]
 
 
-def test_implicit_tls_refuses_an_untrusted_certificate(tmp_path: Path,
-                                                        ssl_server: tuple) -> None:
+def test_implicit_tls_refuses_an_untrusted_certificate(
+        tmp_path: Path, ssl_server: tuple) -> None:
     inbox, port, _ = ssl_server
     builders.green(tmp_path / "reports")
     with pytest.raises(NotifyError, match=r"\(ssl\).*CERTIFICATE_VERIFY_FAILED"):
