@@ -100,6 +100,9 @@ class TrainingConfig:
     monitor_min_rows: int = 200
     monitor_window_rows: int = 1000
     monitor_min_feedback: int = 50
+    # The newest outcomes read from the feedback log (and its rotated files) to join with
+    # the window of predictions; outcomes arrive after their predictions, so it is wider.
+    monitor_window_feedback: int = 10000
 
     # Fairness and quality reporting: age bands as right-open intervals [lo, hi).
     age_band_edges: tuple[int, ...] = (18, 26, 36, 51, 120)
