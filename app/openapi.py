@@ -113,11 +113,29 @@ def _paths(max_batch_size: int) -> dict[str, Any]:
                                       "$ref": "#/components/schemas/PredictionResponse"}}}},
                           **body_errors, "503": no_model}}},
         "/api/v1/feedback": {"post": {
-            "summary": "Record the true outcome of a scored request.",
+            "summary": "Record the true outcome of a prediction this service made, once.",
+            "description": "Needs `Authorization: Bearer <feedback token>`. The request_id is "
+                           "that of a prediction's answer; the first outcome stands.",
             "operationId": "feedback",
+            "security": [{"feedbackToken": []}],
             "requestBody": {"required": True, "content": {JSON: {"schema": {
                 "$ref": "#/components/schemas/Feedback"}}}},
-            "responses": {"201": {"description": "Recorded."}, **body_errors}}},
+            "responses": {
+                "201": {"description": "Recorded.", "content": {JSON: {"schema": {
+                    "type": "object", "required": ["status", "time", "request_id", "outcome"],
+                    "properties": {"status": {"type": "string", "enum": ["recorded"]},
+                                   "time": {"type": "string"},
+                                   "request_id": {"type": "string"},
+                                   "outcome": {"type": "string",
+                                               "enum": list(outcome_values())}}}}}},
+                **body_errors,
+                "401": {**_error_response("Missing or wrong bearer token."),
+                        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
+                "409": _error_response("This request_id already has an outcome."),
+                "422": _error_response("Fields that do not match the schema, each named, or "
+                                       "a request_id the service never issued and logged."),
+                "503": _error_response("Feedback is disabled (no token configured, error "
+                                       "'feedback_disabled') or could not be recorded.")}}},
         "/api/v1/model": {"get": {"summary": "The serving model's card.", "operationId": "model",
                                   "responses": {"200": {"description": "Model card."},
                                                 "503": no_model}}},
@@ -141,5 +159,7 @@ def build_openapi(max_batch_size: int,
                  "description": "Scores consumer credit applications (South German Credit "
                                 "data) with the production model of the registry."},
         "paths": _paths(max_batch_size),
-        "components": {"schemas": _schemas(max_batch_size, example_applicant(reference))},
+        "components": {"schemas": _schemas(max_batch_size, example_applicant(reference)),
+                       "securitySchemes": {"feedbackToken": {"type": "http",
+                                                             "scheme": "bearer"}}},
     }
