@@ -161,13 +161,18 @@ def test_login_without_tls_is_refused_before_connecting(tmp_path: Path) -> None:
     assert attempts == [] and inbox.messages == []
 
 
-def test_make_notify_exits_non_zero_when_asked_to_log_in_without_tls(tmp_path: Path) -> None:
-    builders.green(tmp_path)
-    result = subprocess.run(
+def run_notify_cli(reports_dir: Path, **settings: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline notify` (what `make notify` runs) towards a closed port."""
+    return subprocess.run(
         [sys.executable, "-m", "pipeline", "notify"], cwd=ROOT, capture_output=True,
         text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "REPORTS_DIR": str(tmp_path),
-             **smtp_env(free_port_closed(), SMTP_USER=USER, SMTP_PASSWORD=PASSWORD)})
+        env={"PATH": "/usr/bin:/bin", "REPORTS_DIR": str(reports_dir),
+             **smtp_env(free_port_closed(), **settings)})
+
+
+def test_make_notify_exits_non_zero_when_asked_to_log_in_without_tls(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    result = run_notify_cli(tmp_path, SMTP_USER=USER, SMTP_PASSWORD=PASSWORD)
     assert result.returncode == 1
     assert "would send the password in clear" in result.stdout
     assert PASSWORD not in result.stdout + result.stderr
@@ -287,10 +292,6 @@ def test_default_ports_follow_the_tls_mode() -> None:
 
 def test_make_notify_exits_non_zero_when_smtp_fails(tmp_path: Path) -> None:
     builders.green(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "notify"], cwd=ROOT, capture_output=True,
-        text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "REPORTS_DIR": str(tmp_path),
-             **smtp_env(free_port_closed())})
+    result = run_notify_cli(tmp_path)
     assert result.returncode == 1
     assert "cannot send through SMTP server" in result.stdout
