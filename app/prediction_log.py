@@ -112,24 +112,35 @@ class LoggedIds:
         self._local = threading.local()  # a SQLite connection belongs to one thread
 
     def __contains__(self, request_id: object) -> bool:
-        """Whether the id was logged; on a miss, read what was appended since last time."""
-        index = self._index()
-        if self._known(index, request_id):
-            return True
-        if not self._appended_since(index):
-            return False
-        index.execute("BEGIN IMMEDIATE")  # one catch-up at a time, across processes
-        try:
-            self._catch_up(index)
-        except BaseException:
-            index.execute("ROLLBACK")
-            raise
-        index.execute("COMMIT")
-        return self._known(index, request_id)
+        """Whether the id was logged; on a miss, read what was appended since last time.
+        OSError when the log or the index cannot be read."""
+        with self._as_os_error():
+            index = self._index()
+            if self._known(index, request_id):
+                return True
+            if not self._appended_since(index):
+                return False
+            index.execute("BEGIN IMMEDIATE")  # one catch-up at a time, across processes
+            try:
+                self._catch_up(index)
+            except BaseException:
+                index.execute("ROLLBACK")
+                raise
+            index.execute("COMMIT")
+            return self._known(index, request_id)
 
     def add(self, request_id: str) -> None:
         """Remember an id just logged (the next catch-up would find it too)."""
-        self._index().execute("INSERT OR IGNORE INTO ids VALUES (?)", (request_id,))
+        with self._as_os_error():
+            self._index().execute("INSERT OR IGNORE INTO ids VALUES (?)", (request_id,))
+
+    @contextmanager
+    def _as_os_error(self) -> Iterator[None]:
+        """A locked or unwritable index is an I/O failure like the log's own (a 503)."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise OSError(f"request id index {self.index_path}: {error}") from error
 
     def _index(self) -> sqlite3.Connection:
         index = getattr(self._local, "index", None)

@@ -106,6 +106,14 @@ def test_feedback_write_failure_returns_503_and_is_counted(
         as_text=True)
 
 
+def test_an_unusable_id_index_returns_503_not_500(client: FlaskClient, app: Flask,
+                                                  applicant: dict[str, Any]) -> None:
+    [request_id] = issued_ids(client, applicant)
+    log = Path(app.config["PREDICTION_LOG"])
+    log.with_name(f".{log.name}.ids.sqlite").mkdir()  # SQLite cannot open a directory
+    assert post(client, request_id).status_code == 503
+
+
 # --- the credential ----------------------------------------------------------------------
 @pytest.mark.parametrize(("authorization", "challenge"), [
     (None, 'Bearer realm="credit-risk feedback"'),
@@ -171,6 +179,10 @@ def test_an_unusable_token_setting_stops_the_service(make_app: Any, settings: di
                                                      message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         make_app(**settings)
+
+
+def test_a_token_of_exactly_16_characters_is_accepted(make_app: Any) -> None:
+    assert make_app(FEEDBACK_TOKEN="x" * 16).config["FEEDBACK_TOKEN"] == "x" * 16
 
 
 # --- which ids, and how often --------------------------------------------------------------
