@@ -1,6 +1,7 @@
 """Service settings: defaults in code, then environment variables, then the caller's dict.
 
-Importing this module reads nothing; `load_settings()` is called by `create_app`.
+Importing this module reads nothing; `load_settings()` is called by `create_app` (and reads
+the feedback token's file, when one is named).
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~+/=-]{16,}")
 def feedback_token(settings: Mapping[str, Any]) -> str:
     """The feedback token from FEEDBACK_TOKEN_FILE or FEEDBACK_TOKEN; "" when neither is set
     (feedback disabled); SettingsError when both are set, or the file or token is unusable."""
-    file_name, token = str(settings.get("FEEDBACK_TOKEN_FILE") or ""), \
-        str(settings.get("FEEDBACK_TOKEN") or "")
+    file_name = str(settings.get("FEEDBACK_TOKEN_FILE") or "")
+    token = str(settings.get("FEEDBACK_TOKEN") or "")
     if file_name and token:
         raise SettingsError("set FEEDBACK_TOKEN_FILE or FEEDBACK_TOKEN, not both")
     if file_name:
