@@ -119,7 +119,6 @@ def test_feedback_is_off_without_the_secret_and_needs_its_token_with_it(
         return requests.post(f"{base}/api/v1/feedback", headers=headers, timeout=30,
                              json={"request_id": request_id, "outcome": "bad"})
 
-    assert run_make("smoke", stack.variables).status == 0
     disabled = feedback(stack.url, "0" * 32, "any-token-of-16-characters")
     assert disabled.status_code == 503 and disabled.json()["error"] == "feedback_disabled"
 
