@@ -26,6 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.config import load_settings
     from app.drift_window import DriftWindow
     from app.errors import register_error_handlers
+    from app.feedback import FeedbackLedger
     from app.metrics import Metrics
     from app.model_holder import ModelHolder
     from app.prediction_log import JsonLinesLog
@@ -49,12 +50,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                         TrainingConfig.from_env().drift_psi_threshold,
                         on_report=lambda report: metrics.drift_computed(report.features,
                                                                         report.rows))
+    prediction_log = JsonLinesLog(Path(settings["PREDICTION_LOG"]),
+                                  int(settings["PREDICTION_LOG_MAX_BYTES"]))
+    feedback_log = JsonLinesLog(Path(settings["FEEDBACK_LOG"]),
+                                int(settings["FEEDBACK_LOG_MAX_BYTES"]))
     app.extensions[EXTENSION_KEY] = Service(
         settings=settings, holder=holder, metrics=metrics,
-        prediction_log=JsonLinesLog(Path(settings["PREDICTION_LOG"]),
-                                    int(settings["PREDICTION_LOG_MAX_BYTES"])),
-        feedback_log=JsonLinesLog(Path(settings["FEEDBACK_LOG"])),
-        drift=drift)
+        prediction_log=prediction_log, feedback_log=feedback_log, drift=drift,
+        feedback=FeedbackLedger(prediction_log, feedback_log))
+    if not settings["FEEDBACK_TOKEN"]:
+        logger.warning("no FEEDBACK_TOKEN_FILE or FEEDBACK_TOKEN: POST /api/v1/feedback is "
+                       "disabled (503)")
 
     init_request_id(app)
     metrics.instrument(app)

@@ -11,12 +11,13 @@ import json
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from app.errors import MAX_REPORTED_FIELDS, ApiError, error_response
+from app.feedback import AlreadyAnswered, UnknownPrediction, bearer_matches
 from app.model_card import public_card
 from app.openapi import build_openapi
-from app.prediction_log import utc_now
+from app.request_id import new_request_id
 from app.scoring import current_model, score_rows
 from app.service import service
 from app.validation import ValidationFailed, validate_feedback, validate_request
@@ -27,6 +28,8 @@ bp = Blueprint("api", __name__)
 
 # The setting that bounds the body of each JSON route (app/config.py explains the sizes).
 BODY_LIMITS = {"api.predict": "MAX_PREDICT_BYTES", "api.feedback": "MAX_FEEDBACK_BYTES"}
+
+FEEDBACK_REALM = "credit-risk feedback"
 
 
 def read_json() -> Any:
@@ -67,8 +70,9 @@ def predict() -> Any:
         rows, batch = validate_request(payload, current_app.config["MAX_BATCH_SIZE"])
     except ValidationFailed as error:
         raise _validation_error(error) from None
-    model, scored = score_rows(rows, g.request_id, batch)
-    return jsonify({"request_id": g.request_id, "model_version": model.version,
+    prediction_id = new_request_id()  # issued here: a client's X-Request-ID only traces
+    model, scored = score_rows(rows, prediction_id, batch)
+    return jsonify({"request_id": prediction_id, "model_version": model.version,
                     "threshold": model.threshold,
                     "predictions": [item.to_dict() for item in scored]})
 
@@ -81,15 +85,35 @@ def model_card() -> Any:
 
 @bp.post("/api/v1/feedback")
 def feedback() -> Any:
-    """Record the true outcome of a scored request, for live performance monitoring."""
+    """Record the true outcome of a prediction this service made (bearer token required)."""
+    token = current_app.config["FEEDBACK_TOKEN"]
+    if not token:
+        return error_response(503, "Feedback is disabled: the service has no feedback token "
+                                   "(FEEDBACK_TOKEN_FILE or FEEDBACK_TOKEN).",
+                              error="feedback_disabled")
+    authorization = request.headers.get("Authorization")
+    if not bearer_matches(authorization, token):
+        challenge = f'Bearer realm="{FEEDBACK_REALM}"'
+        if authorization:
+            challenge += ', error="invalid_token"'
+        return error_response(401, "Send the feedback token as 'Authorization: Bearer "
+                                   "<token>'.", error="unauthorized",
+                              headers={"WWW-Authenticate": challenge})
     try:
-        record = validate_feedback(read_json())
+        claim = validate_feedback(read_json())
     except ValidationFailed as error:
         raise _validation_error(error) from None
-    record = {"time": utc_now(), **record}
     state = service()
     try:
-        state.feedback_log.append([record])
+        record = state.feedback.record(claim["request_id"], claim["outcome"])
+    except UnknownPrediction:
+        raise ApiError(422, "No prediction with this request_id was logged by this service.",
+                       {"request_id": "is not the request_id of a logged prediction"}
+                       ) from None
+    except AlreadyAnswered:
+        raise ApiError(409, "An outcome was already recorded for this request_id; the first "
+                            "one stands.", {"request_id": "already has an outcome"},
+                       error="conflict") from None
     except OSError as error:
         state.metrics.feedback_log_failures.inc()
         logger.error("could not write to the feedback log %s: %s", state.feedback_log.path,

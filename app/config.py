@@ -1,12 +1,15 @@
 """Service settings: defaults in code, then environment variables, then the caller's dict.
 
-Importing this module reads nothing; `load_settings()` is called by `create_app`.
+Importing this module reads nothing; `load_settings()` is called by `create_app` (and reads
+the feedback token's file, when one is named).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 # Every setting the service reads, with its default. The type of the default is the type
@@ -20,6 +23,13 @@ DEFAULTS: dict[str, Any] = {
     # The prediction log is renamed aside (never deleted) once it reaches this size;
     # 0 disables rotation.
     "PREDICTION_LOG_MAX_BYTES": 64 * 1024 * 1024,
+    # The feedback log is rotated the same way (0 disables rotation).
+    "FEEDBACK_LOG_MAX_BYTES": 64 * 1024 * 1024,
+    # The bearer token POST /api/v1/feedback requires: read from FEEDBACK_TOKEN_FILE (a
+    # Docker secret, e.g. /run/secrets/feedback_token) or given as FEEDBACK_TOKEN, not both.
+    # With neither (or an empty file), feedback is disabled: the endpoint answers 503.
+    "FEEDBACK_TOKEN": "",
+    "FEEDBACK_TOKEN_FILE": "",
     # How often (seconds) a worker reads the production pointer; 0 = on every request.
     "MODEL_RELOAD_SECONDS": 5.0,
     # Rows per scoring request, and bytes per request body, per route (413 above it). A
@@ -70,4 +80,28 @@ def load_settings(environ: Mapping[str, str] | None = None,
         if raw is not None and raw != "":
             settings[name] = _convert(name, raw, default)
     settings.update(overrides or {})
+    settings["FEEDBACK_TOKEN"] = feedback_token(settings)
     return settings
+
+
+# RFC 6750 token characters; at least 16 of them (`secrets.token_urlsafe(32)` makes 43).
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9._~+/=-]{16,}")
+
+
+def feedback_token(settings: Mapping[str, Any]) -> str:
+    """The feedback token from FEEDBACK_TOKEN_FILE or FEEDBACK_TOKEN; "" when neither is set
+    (feedback disabled); SettingsError when both are set, or the file or token is unusable."""
+    file_name = str(settings.get("FEEDBACK_TOKEN_FILE") or "")
+    token = str(settings.get("FEEDBACK_TOKEN") or "")
+    if file_name and token:
+        raise SettingsError("set FEEDBACK_TOKEN_FILE or FEEDBACK_TOKEN, not both")
+    if file_name:
+        try:
+            token = Path(file_name).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise SettingsError(f"FEEDBACK_TOKEN_FILE={file_name!r}: {error}") from None
+    if token and TOKEN_PATTERN.fullmatch(token) is None:
+        raise SettingsError("the feedback token must be at least 16 characters of A-Z a-z "
+                            "0-9 . _ ~ + / = - (e.g. python -c 'import secrets; "
+                            "print(secrets.token_urlsafe(32))')")
+    return token

@@ -129,8 +129,9 @@ def _operation(operation_id: str, summary: str, responses: dict[str, Any],
     if body:
         operation["requestBody"] = {"required": True, "content": {JSON: {"schema": {
             "$ref": f"#/components/schemas/{body}"}}}}
-    operation["responses"] = {**responses, **_EVERY_ROUTE,
-                              **(_RATE_LIMITED if rate_limited else {})}
+    # A route's own description of a status (feedback's 503) wins over the common one.
+    operation["responses"] = {**_EVERY_ROUTE, **(_RATE_LIMITED if rate_limited else {}),
+                              **responses}
     return operation
 
 
@@ -150,9 +151,28 @@ def _paths(max_batch_size: int) -> dict[str, Any]:
         {"$ref": "#/components/schemas/Batch"}]}}}}
     return {
         "/api/v1/predict": {"post": predict},
-        "/api/v1/feedback": {"post": _operation(
-            "feedback", "Record the true outcome of a scored request.",
-            {"201": _json_response("Recorded.", "Status"), **body_errors}, body="Feedback")},
+        "/api/v1/feedback": {"post": {
+            **_operation(
+                "feedback", "Record the true outcome of a prediction this service made, once.",
+                {"201": {"description": "Recorded.", "content": {JSON: {"schema": {
+                    "type": "object", "required": ["status", "time", "request_id", "outcome"],
+                    "properties": {"status": {"type": "string", "enum": ["recorded"]},
+                                   "time": {"type": "string"},
+                                   "request_id": {"type": "string"},
+                                   "outcome": {"type": "string",
+                                               "enum": list(outcome_values())}}}}}},
+                 **body_errors,
+                 "401": {**_error_response("Missing or wrong bearer token."),
+                         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},
+                 "409": _error_response("This request_id already has an outcome."),
+                 "422": _error_response("Fields that do not match the schema, each named, or "
+                                        "a request_id the service never issued and logged."),
+                 "503": _error_response("Feedback is disabled (no token configured, error "
+                                        "'feedback_disabled') or could not be recorded.")},
+                body="Feedback"),
+            "description": "Needs `Authorization: Bearer <feedback token>`. The request_id is "
+                           "that of a prediction's answer; the first outcome stands.",
+            "security": [{"feedbackToken": []}]}},
         "/api/v1/model": {"get": _operation(
             "model", "What clients need of the serving model's card.",
             {"200": _json_response("Model card.", "ModelCard")})},
@@ -179,5 +199,7 @@ def build_openapi(max_batch_size: int,
                  "description": "Scores consumer credit applications (South German Credit "
                                 "data) with the production model of the registry."},
         "paths": _paths(max_batch_size),
-        "components": {"schemas": _schemas(max_batch_size, example_applicant(reference))},
+        "components": {"schemas": _schemas(max_batch_size, example_applicant(reference)),
+                       "securitySchemes": {"feedbackToken": {"type": "http",
+                                                             "scheme": "bearer"}}},
     }

@@ -8,7 +8,12 @@ answered for. Rotation (the logging module's handlers are not multiprocess-safe)
 full file aside to a unique name under an exclusive flock on a lock file and never deletes
 it; a writer that opened the old name just before the rename finishes its write into the
 renamed file, so no line is lost either way. Retention of rotated files is left to the
-operator. The monitor (`python -m training monitor`) reads the current file.
+operator. The monitor (`python -m training monitor`) reads the newest lines across the
+current and the rotated files (`training.jsonlines` names them).
+
+`LoggedIds` answers "was this request id logged?" for the feedback endpoint from an index
+beside the log that every worker shares and that survives restarts; on a miss it reads only
+what was appended since the index last looked.
 """
 
 from __future__ import annotations
@@ -17,10 +22,15 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterable
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from training.jsonlines import log_files, rotated_path
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +76,141 @@ class JsonLinesLog:
                         return None  # another worker rotated it while we waited
                 except FileNotFoundError:
                     return None
-                stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-                target = self.path.with_name(f"{self.path.name}.{stamp}-{os.getpid()}")
+                target = rotated_path(self.path)
                 os.rename(self.path, target)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         logger.info("rotated %s to %s", self.path, target)
         return target
+
+
+@contextmanager
+def exclusive(path: Path, purpose: str) -> Iterator[None]:
+    """Hold an exclusive lock, across processes and threads, named after `path` and
+    `purpose` (a lock file beside it; each holder opens its own, so threads exclude too)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.{purpose}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class LoggedIds:
+    """The `request_id`s logged in a JSON-lines log and its rotated files, indexed on disk.
+
+    The index is a SQLite file beside the log, shared by every worker and kept across
+    restarts (workers recycle). On a miss, one process at a time reads only what was
+    appended since the index last looked: each file is followed by its inode and the offset
+    read so far, so a rotation (a rename) costs nothing and every byte is read once.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.index_path = self.path.with_name(f".{self.path.name}.ids.sqlite")
+        self._local = threading.local()  # a SQLite connection belongs to one thread
+
+    def __contains__(self, request_id: object) -> bool:
+        """Whether the id was logged; on a miss, read what was appended since last time.
+        OSError when the log or the index cannot be read."""
+        with self._as_os_error():
+            index = self._index()
+            if self._known(index, request_id):
+                return True
+            if not self._appended_since(index):
+                return False
+            index.execute("BEGIN IMMEDIATE")  # one catch-up at a time, across processes
+            try:
+                self._catch_up(index)
+            except BaseException:
+                index.execute("ROLLBACK")
+                raise
+            index.execute("COMMIT")
+            return self._known(index, request_id)
+
+    def add(self, request_id: str) -> None:
+        """Remember an id just logged (the next catch-up would find it too)."""
+        with self._as_os_error():
+            self._index().execute("INSERT OR IGNORE INTO ids VALUES (?)", (request_id,))
+
+    @contextmanager
+    def _as_os_error(self) -> Iterator[None]:
+        """A locked or unwritable index is an I/O failure like the log's own (a 503)."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise OSError(f"request id index {self.index_path}: {error}") from error
+
+    def _index(self) -> sqlite3.Connection:
+        index = getattr(self._local, "index", None)
+        if index is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            index = sqlite3.connect(self.index_path, timeout=60, isolation_level=None)
+            index.execute("PRAGMA journal_mode=WAL")  # lookups never wait for a catch-up
+            # A crash may lose the last catch-up; the next one reads those lines again.
+            index.execute("PRAGMA synchronous=NORMAL")
+            index.execute("CREATE TABLE IF NOT EXISTS ids (request_id TEXT PRIMARY KEY) "
+                          "WITHOUT ROWID")
+            index.execute("CREATE TABLE IF NOT EXISTS files (inode INTEGER PRIMARY KEY, "
+                          "offset INTEGER NOT NULL)")
+            self._local.index = index
+        return index
+
+    @staticmethod
+    def _known(index: sqlite3.Connection, request_id: object) -> bool:
+        return index.execute("SELECT 1 FROM ids WHERE request_id = ?",
+                             (str(request_id),)).fetchone() is not None
+
+    def _appended_since(self, index: sqlite3.Connection) -> bool:
+        """Whether any file changed since the last catch-up (stat only: no lock, no write)."""
+        offsets = dict(index.execute("SELECT inode, offset FROM files"))
+        sizes = {}
+        for path in log_files(self.path):
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                return True
+            sizes[info.st_ino] = info.st_size
+        return sizes != offsets
+
+    def _catch_up(self, index: sqlite3.Connection) -> None:
+        offsets = dict(index.execute("SELECT inode, offset FROM files"))
+        index.execute("DELETE FROM files")  # forget files that are gone
+        for path in log_files(self.path):
+            try:
+                with open(path, "rb") as handle:
+                    info = os.fstat(handle.fileno())
+                    offset = offsets.get(info.st_ino, 0)
+                    if offset > info.st_size:  # replaced in place: read it again
+                        offset = 0
+                    handle.seek(offset)
+                    offset += self._read_lines(index, handle, info.st_size - offset)
+            except FileNotFoundError:  # rotated or removed between listing and opening
+                continue
+            index.execute("INSERT OR REPLACE INTO files VALUES (?, ?)", (info.st_ino, offset))
+
+    @staticmethod
+    def _read_lines(index: sqlite3.Connection, handle: Any, size: int) -> int:
+        """Index the ids of the complete lines in the next `size` bytes; bytes consumed."""
+        consumed, rest = 0, b""
+        while consumed + len(rest) < size:
+            block = handle.read(min(1024 * 1024, size - consumed - len(rest)))
+            if not block:
+                break
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()  # not terminated yet: a write in progress
+            consumed += sum(len(line) + 1 for line in lines)
+            index.executemany("INSERT OR IGNORE INTO ids VALUES (?)",
+                              ((request_id,) for request_id in map(_logged_id, lines)
+                               if request_id is not None))
+        return consumed
+
+
+def _logged_id(line: bytes) -> str | None:
+    """The request_id of one log line; None for a torn line or one without an id."""
+    try:
+        request_id = json.loads(line).get("request_id")
+    except (ValueError, AttributeError):  # a torn line, or not an object
+        return None
+    return request_id if isinstance(request_id, str) else None

@@ -13,12 +13,13 @@ import uuid
 from flask import Flask, Response, g, request
 
 HEADER = "X-Request-ID"
-SANE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# Matched with fullmatch: `$` would also accept a trailing newline ("abc\n").
+SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def is_sane(value: str | None) -> bool:
     """Whether a caller's id can be used as is (letters, digits, . _ : -; at most 128)."""
-    return bool(value) and SANE.match(value or "") is not None
+    return bool(value) and SANE.fullmatch(value or "") is not None
 
 
 def new_request_id() -> str:

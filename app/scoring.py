@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from flask import g
 
 from app.errors import ApiError
 from app.prediction_log import utc_now
@@ -44,21 +45,23 @@ def current_model() -> LoadedModel:
     return model
 
 
-def row_request_ids(request_id: str, count: int, batch: bool) -> list[str]:
-    """One id per row: the request's own for a single row, `<id>-<n>` within a batch."""
-    return [request_id] if not batch else [f"{request_id}-{n}" for n in range(count)]
+def row_request_ids(prediction_id: str, count: int, batch: bool) -> list[str]:
+    """One id per row: the issued id for a single row, `<id>-<n>` within a batch (32 hex
+    digits, a dash and the index: unique, and far under the 128-character id limit)."""
+    return [prediction_id] if not batch else [f"{prediction_id}-{n}" for n in range(count)]
 
 
-def score_rows(rows: list[dict[str, Any]], request_id: str,
+def score_rows(rows: list[dict[str, Any]], prediction_id: str,
                batch: bool) -> tuple[LoadedModel, list[Scored]]:
-    """Score rows; log every one, count them, feed the drift window."""
+    """Score rows under `prediction_id` (issued by `new_request_id()`, never a client's);
+    log every one, count them, feed the drift window."""
     state = service()
     model = current_model()
     frame = pd.DataFrame(rows, columns=feature_names())
     probabilities = model.predict_proba_bad(frame)
     decisions = model.decide(probabilities)
     scored = [Scored(rid, round(float(p), 6), d, row) for rid, p, d, row in
-              zip(row_request_ids(request_id, len(rows), batch), probabilities, decisions,
+              zip(row_request_ids(prediction_id, len(rows), batch), probabilities, decisions,
                   rows)]
     _log(state, model, scored)
     for item in scored:
@@ -71,7 +74,10 @@ def score_rows(rows: list[dict[str, Any]], request_id: str,
 def _log(state: Service, model: LoadedModel, scored: list[Scored]) -> None:
     """Append one line per row; a failed write is counted and logged, never raised."""
     time = utc_now()
-    records = [{"time": time, "request_id": item.request_id, "inputs": item.inputs,
+    # trace_id: the request's X-Request-ID (NGINX's or the client's), for following it
+    # through the access logs; the request_id is the service's own.
+    records = [{"time": time, "request_id": item.request_id, "trace_id": g.get("request_id"),
+                "inputs": item.inputs,
                 "output": {"probability_bad": item.probability_bad,
                            "decision": item.decision},
                 "model_version": model.version} for item in scored]

@@ -8,6 +8,7 @@ from typing import Any
 from flask import current_app
 
 from app.drift_window import DriftWindow
+from app.feedback import FeedbackLedger
 from app.metrics import Metrics
 from app.model_holder import ModelHolder
 from app.prediction_log import JsonLinesLog
@@ -25,6 +26,7 @@ class Service:
     prediction_log: JsonLinesLog
     feedback_log: JsonLinesLog
     drift: DriftWindow
+    feedback: FeedbackLedger
 
 
 def service() -> Service:

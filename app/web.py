@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, g, render_template, request
+from flask import Blueprint, render_template, request
 
 from app.errors import ApiError
+from app.request_id import new_request_id
 from app.scoring import score_rows
 from app.service import service
 from app.validation import ValidationFailed, describe, validate_request
@@ -95,7 +96,7 @@ def submit() -> Any:
     except ValidationFailed as error:
         return _render_form(values, form_messages(error.fields, payload), 422)
     try:
-        model, scored = score_rows(rows, g.request_id, batch=False)
+        model, scored = score_rows(rows, new_request_id(), batch=False)
     except ApiError as error:
         return render_template("error.html", status=error.status, title="Service unavailable",
                                message=error.message), error.status

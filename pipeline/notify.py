@@ -5,7 +5,8 @@ shell, never a file in the repository):
   SMTP_HOST      the server; unset: write reports/outbox/<time>-<status>.eml instead
   SMTP_PORT      default 587 for starttls, 465 for ssl, 25 for none
   SMTP_TLS       starttls (default) | ssl | none
-  SMTP_USER, SMTP_PASSWORD   log in when SMTP_USER is set
+  SMTP_USER, SMTP_PASSWORD   log in when SMTP_USER is set (refused with SMTP_TLS=none:
+                 the password would cross the network in clear)
   SMTP_CA_FILE   CA bundle to verify the server with (default: the system's)
   SMTP_TIMEOUT   seconds, default 30
   NOTIFY_TO      comma-separated recipients (required to send)
@@ -66,10 +67,15 @@ class SmtpSettings:
             timeout = float(environ.get("SMTP_TIMEOUT") or 30)
         except ValueError as error:
             raise NotifyError(f"SMTP_PORT/SMTP_TIMEOUT: {error}") from None
+        user = environ.get("SMTP_USER") or None
+        if user and tls == "none":
+            raise NotifyError(f"SMTP_USER={user!r} with SMTP_TLS=none would send the password "
+                              "in clear: use SMTP_TLS=starttls or ssl, or unset SMTP_USER for "
+                              "a relay that needs no login")
         recipients = tuple(address.strip() for address in environ.get("NOTIFY_TO", "").split(",")
                            if address.strip())
         return cls(host=environ.get("SMTP_HOST") or None, port=port, tls=tls,
-                   user=environ.get("SMTP_USER") or None,
+                   user=user,
                    password=environ.get("SMTP_PASSWORD") or None, recipients=recipients,
                    sender=environ.get("NOTIFY_FROM") or
                    f"credit-risk-pipeline@{socket.getfqdn()}",

@@ -83,6 +83,9 @@ class TrainingConfig:
     batch_min_bad_fraction: float = 0.05
     batch_max_bad_fraction: float = 0.80
     batch_min_rows: int = 20
+    # Intake reads no batch file larger than this (a 1,000-row batch is about 100 KB);
+    # a bigger one is quarantined unread.
+    batch_max_bytes: int = 16 * 1024 * 1024
 
     # Continuous training: where labelled batches arrive and where they go after intake.
     incoming_dir: Path = Path("data/incoming")
@@ -97,6 +100,9 @@ class TrainingConfig:
     monitor_min_rows: int = 200
     monitor_window_rows: int = 1000
     monitor_min_feedback: int = 50
+    # The newest outcomes read from the feedback log (and its rotated files) to join with
+    # the window of predictions; outcomes arrive after their predictions, so it is wider.
+    monitor_window_feedback: int = 10000
 
     # Fairness and quality reporting: age bands as right-open intervals [lo, hi).
     age_band_edges: tuple[int, ...] = (18, 26, 36, 51, 120)

@@ -7,6 +7,7 @@ one run tells a data owner everything that is wrong with a file.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,13 +79,16 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def read_csv(path: Path) -> pd.DataFrame:
-    """Read a CSV as text columns, so that validation (not the parser) decides about types."""
+def read_csv(path: Path, content: bytes | None = None) -> pd.DataFrame:
+    """Read a CSV as text columns, so that validation (not the parser) decides about types.
+
+    With `content`, those bytes are parsed (already read from `path`, which names them)."""
     path = Path(path)
-    if not path.is_file():
+    if content is None and not path.is_file():
         raise FileNotFoundError(f"{path}: no such data file")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=True, skipinitialspace=True)
+        return pd.read_csv(path if content is None else io.BytesIO(content), dtype=str,
+                           keep_default_na=True, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a readable CSV file ({error})") from None
 

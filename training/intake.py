@@ -5,6 +5,11 @@ of the next training snapshot) or `data/quarantine/` beside a file saying why. A
 batch never reaches training. Every batch gets a report, JSON and text, in
 `reports/intake/`. Files whose names start with a dot are ignored, so a producer can write
 `.name.csv` and rename it when complete.
+
+Only a regular file directly in the incoming folder is read, opened without following a
+link and no larger than `batch_max_bytes`; the bytes read are the bytes validated and kept.
+Anything else named `*.csv` there (a symbolic link, a fifo, a directory, an oversized file)
+is moved to quarantine as it is, unread, with the reason.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import hashlib
 import json
 import logging
 import os
-import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -52,8 +57,8 @@ class BatchOutcome:
     def to_text(self) -> str:
         """A readable report of the batch: verdict, reasons, then drift per input."""
         verdict = "ACCEPTED" if self.accepted else "QUARANTINED"
-        lines = [f"batch {self.name} ({self.rows} rows, sha256 {self.sha256[:12]}): "
-                 f"{verdict} -> {self.destination}"]
+        measured = f"{self.rows} rows, sha256 {self.sha256[:12]}" if self.sha256 else "unread"
+        lines = [f"batch {self.name} ({measured}): {verdict} -> {self.destination}"]
         lines += [f"  {reason}" for reason in self.reasons]
         if self.drift is not None:
             lines += ["  " + line for line in
@@ -61,12 +66,60 @@ class BatchOutcome:
         return "\n".join(lines)
 
 
+class RefusedEntry(Exception):
+    """An incoming entry that is not read: the message says why."""
+
+
 def pending_batches(config: TrainingConfig) -> list[Path]:
-    """Batch files waiting in the incoming directory, in name order."""
+    """Entries named *.csv waiting in the incoming directory (of any type), in name order."""
     if not config.incoming_dir.is_dir():
         return []
-    return sorted(path for path in config.incoming_dir.glob("*.csv")
-                  if path.is_file() and not path.name.startswith("."))
+    with os.scandir(config.incoming_dir) as entries:
+        return sorted(Path(entry.path) for entry in entries
+                      if entry.name.endswith(".csv") and not entry.name.startswith("."))
+
+
+def _kind(mode: int) -> str:
+    """What a file of this st_mode is, in words."""
+    kinds = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+             (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def _link_target(path: Path) -> str:
+    """' (to <target>)' for the report: the link's own text, never what it points to."""
+    try:
+        return f" (to {os.readlink(path)!r})"
+    except OSError:
+        return ""
+
+
+def read_batch_bytes(path: Path, max_bytes: int) -> bytes:
+    """The content of a regular file, opened without following a link; RefusedEntry (and
+    nothing read) for anything else or for more than `max_bytes`."""
+    try:
+        # O_NONBLOCK: opening a fifo must not wait for a writer; it is refused below.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise RefusedEntry(f"a symbolic link{_link_target(path)}, not a regular file: "
+                               "not followed") from None
+        raise RefusedEntry(f"cannot be opened: {error.strerror}") from None
+    try:
+        info = os.fstat(descriptor)  # of what was opened, not of what the name says now
+        if not stat.S_ISREG(info.st_mode):
+            raise RefusedEntry(f"{_kind(info.st_mode)}, not a regular file: not read")
+        if info.st_size > max_bytes:
+            raise RefusedEntry(f"{info.st_size} bytes, over the limit of {max_bytes} "
+                               "(TRAINING_BATCH_MAX_BYTES): not read")
+        with os.fdopen(os.dup(descriptor), "rb") as handle:
+            content = handle.read(max_bytes + 1)
+    finally:
+        os.close(descriptor)
+    if len(content) > max_bytes:
+        raise RefusedEntry(f"grew over the limit of {max_bytes} bytes while being read")
+    return content
 
 
 def batch_limits(config: TrainingConfig) -> TrainingConfig:
@@ -97,26 +150,45 @@ def snapshot_failures(batch: pd.DataFrame, config: TrainingConfig) -> list[str]:
             for check in report.failures]
 
 
-def take_file(source: Path, destination: Path) -> None:
-    """Move `source` to `destination` as a new file of this process, dated now.
+def take_file(source: Path, content: bytes, destination: Path) -> None:
+    """Store `content` (read from `source`) as `destination`, a new file dated now; remove
+    `source`.
 
-    A copy rather than a rename: the batch may belong to another user (`docker cp` into the
-    image's volume writes root's files), and the new file's time is the intake time, by
-    which retraining finds the newest batch. The copy appears whole (temp file, then
-    rename) before the source is removed, so a crash loses nothing.
+    Written anew rather than renamed: the batch may belong to another user (`docker cp` into
+    the image's volume writes root's files), the new file's time is the intake time, by
+    which retraining finds the newest batch, and what is kept is exactly what was validated.
+    The file appears whole (temp file, then rename) before the source is removed, so a
+    crash loses nothing.
     """
     partial = destination.with_name(f".{destination.name}.partial")
-    shutil.copyfile(source, partial)
+    partial.write_bytes(content)
     os.replace(partial, destination)
     source.unlink()
+
+
+def refuse_entry(path: Path, reason: str, config: TrainingConfig) -> BatchOutcome:
+    """Move an entry that must not be read (link, fifo, directory, oversized) to quarantine
+    as it is: a rename moves the entry itself, never what it points to."""
+    destination = unused_path(config.quarantine_dir, path.name)
+    os.rename(path, destination)
+    outcome = BatchOutcome(path.name, False, 0, [f"refused: {reason}"], {"passed": False},
+                           None, str(destination))
+    destination.with_suffix(".reason.txt").write_text(outcome.to_text() + "\n")
+    _write_batch_report(outcome, destination.stem, config.reports_dir)
+    logger.warning("%s", outcome.to_text())
+    return outcome
 
 
 def intake_batch(path: Path, reference: dict[str, Any] | None,
                  config: TrainingConfig) -> BatchOutcome:
     """Validate one batch and measure its drift; move it to processed or quarantine."""
-    digest = file_sha256(path)
     try:
-        frame = read_csv(path)
+        content = read_batch_bytes(path, config.batch_max_bytes)
+    except RefusedEntry as refusal:
+        return refuse_entry(path, str(refusal), config)
+    digest = hashlib.sha256(content).hexdigest()
+    try:
+        frame = read_csv(path, content)
         validation = validate(frame, batch_limits(config), source=path.name)
         failures = [f"{c.name}: {c.detail}" for c in validation.failures]
         validation_dict = validation.to_dict()
@@ -134,7 +206,7 @@ def intake_batch(path: Path, reference: dict[str, Any] | None,
     accepted = not failures
     destination = unused_path(config.processed_dir if accepted else config.quarantine_dir,
                               path.name)
-    take_file(path, destination)
+    take_file(path, content, destination)
     outcome = BatchOutcome(path.name, accepted, len(frame), reasons or ["valid"],
                            validation_dict, drift, str(destination), digest)
     if not accepted:

@@ -1,16 +1,16 @@
 """Production monitoring: is retraining needed, given what the service saw and learned?
 
-Reads the service's prediction log (JSON lines) and the feedback log (true outcomes by
-request id), and asks for retraining when the recent inputs drifted from the training
-reference, or when live performance on labelled requests fell under the gate's floor.
+Reads a bounded window of the service's prediction log (JSON lines) and of the feedback log
+(true outcomes by request id): the newest lines across the current and the rotated files,
+read from their ends, never whole files. It asks for retraining when the recent inputs
+drifted from the training reference, or when live performance on labelled requests fell
+under the gate's floor.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import requests
 from training.config import TrainingConfig
 from training.drift import drift_report
 from training.evaluate import classification_metrics
+from training.jsonlines import read_json_lines
 from training.schema import INPUTS, POSITIVE_LABEL
 
 logger = logging.getLogger(__name__)
@@ -44,26 +45,6 @@ class MonitorDecision:
         return {"retrain": self.retrain, "reasons": self.reasons,
                 "window_rows": self.window_rows, "versions": self.versions,
                 "drift": self.drift, "live": self.live, "actions": self.actions}
-
-
-def read_json_lines(path: Path, last: int | None = None) -> list[dict[str, Any]]:
-    """Records of a JSON-lines file (only the `last` ones when given: the log grows for
-    ever, memory must not); a torn line (a write in progress) is skipped."""
-    if not path.is_file():
-        return []
-    records: deque[dict[str, Any]] = deque(maxlen=last)
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                logger.warning("%s:%d: skipping a line that is not JSON", path, number)
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-    return list(records)
 
 
 def prediction_frame(records: list[dict[str, Any]], window: int) -> pd.DataFrame:
@@ -118,8 +99,8 @@ def assess(log_path: Path, feedback_path: Path, card: dict[str, Any],
     else:
         reasons.append(f"only {len(predictions)} logged requests; drift is judged from "
                        f"{config.monitor_min_rows}")
-    live = live_performance(predictions, read_json_lines(feedback_path), card["threshold"],
-                            card.get("version"))
+    feedback = read_json_lines(feedback_path, config.monitor_window_feedback)
+    live = live_performance(predictions, feedback, card["threshold"], card.get("version"))
     decision.live = live
     if live is None or live["rows"] < config.monitor_min_feedback:
         reasons.append(f"{0 if live is None else live['rows']} labelled outcomes of model "

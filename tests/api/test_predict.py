@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 from flask.testing import FlaskClient
 
+from app.request_id import is_sane
 from training.artifact import LoadedModel
 from training.schema import PROTECTED, feature_names
 
@@ -29,7 +32,8 @@ def test_predict_single_applicant_returns_probability_decision_and_version(
         expected_probability(trained_model, applicant))
     assert prediction["decision"] == trained_model.decide([prediction["probability_bad"]])[0]
     assert body["threshold"] == trained_model.threshold
-    assert prediction["request_id"] == body["request_id"] == response.headers["X-Request-ID"]
+    assert prediction["request_id"] == body["request_id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", body["request_id"])  # issued by the service
 
 
 def test_predict_reports_the_registry_version_of_the_serving_model(
@@ -76,12 +80,29 @@ def test_predict_treats_null_protected_fields_as_absent(
     assert client.post("/api/v1/predict", json=payload).status_code == 200
 
 
-def test_predict_echoes_a_sane_incoming_request_id(
-        client: FlaskClient, applicant: dict[str, Any]) -> None:
+def test_predict_echoes_a_sane_incoming_request_id_but_never_uses_it_as_the_prediction_id(
+        client: FlaskClient, applicant: dict[str, Any], prediction_log: Path) -> None:
     response = client.post("/api/v1/predict", json=applicant,
                            headers={"X-Request-ID": "edge-4f2a.17:9"})
     assert response.headers["X-Request-ID"] == "edge-4f2a.17:9"
-    assert response.get_json()["predictions"][0]["request_id"] == "edge-4f2a.17:9"
+    prediction_id = response.get_json()["predictions"][0]["request_id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", prediction_id)
+    (record,) = [json.loads(line) for line in prediction_log.read_text().splitlines()]
+    assert (record["request_id"], record["trace_id"]) == (prediction_id, "edge-4f2a.17:9")
+
+
+def test_batch_row_ids_stay_within_the_id_limit_and_never_collide(
+        make_app: Any, applicant: dict[str, Any]) -> None:
+    client = make_app(MAX_BATCH_SIZE=1000).test_client()
+    requests = [({"instances": [applicant] * 1000}, "x" * 128),  # the longest sane id
+                ({"instances": [applicant] * 2}, "shared"),  # rows shared-0, shared-1 once
+                (applicant, "shared-0")]
+    ids = [prediction["request_id"] for payload, trace in requests
+           for prediction in client.post("/api/v1/predict", json=payload,
+                                         headers={"X-Request-ID": trace}
+                                         ).get_json()["predictions"]]
+    assert all(is_sane(request_id) for request_id in ids)
+    assert len(set(ids)) == len(ids) == 1003
 
 
 @pytest.mark.parametrize("incoming", ["has space", "quote\"d", "x" * 129, "-leading-dash",

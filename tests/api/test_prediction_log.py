@@ -22,11 +22,14 @@ def log_lines(path: Path) -> list[dict[str, Any]]:
 
 def test_prediction_log_has_one_line_per_row_in_the_contract_shape(
         client: FlaskClient, applicant: dict[str, Any], prediction_log: Path) -> None:
-    body = client.post("/api/v1/predict", json={"instances": [applicant, applicant]}).get_json()
+    response = client.post("/api/v1/predict", json={"instances": [applicant, applicant]})
+    body = response.get_json()
     records = log_lines(prediction_log)
     assert len(records) == 2
     for record, prediction in zip(records, body["predictions"]):
-        assert set(record) == {"time", "request_id", "inputs", "output", "model_version"}
+        assert set(record) == {"time", "request_id", "trace_id", "inputs", "output",
+                               "model_version"}
+        assert record["trace_id"] == response.headers["X-Request-ID"]
         assert record["request_id"] == prediction["request_id"]
         assert record["inputs"] == applicant
         assert record["output"] == {"probability_bad": prediction["probability_bad"],

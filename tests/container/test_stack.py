@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import secrets
 from pathlib import Path
 from xml.etree import ElementTree
 
 import docker
 import pytest
+import requests
 from docker.models.containers import Container
 
 from pipeline.smoke import MODEL_VERSION_LABEL
@@ -127,3 +130,31 @@ def test_retrain_from_the_image_moves_the_batch_in_and_the_running_stack_follows
     made = run_make("smoke", {**stack.variables, "RETRAIN": "true"})
     assert made.status == 0, made.tail()
     assert f"model version {retrained} is the expected one" in made.output
+
+
+def test_feedback_is_off_without_the_secret_and_needs_its_token_with_it(
+        stack: Stack, tmp_path: Path) -> None:
+    def feedback(base: str, request_id: str, token: str | None) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.post(f"{base}/api/v1/feedback", headers=headers, timeout=30,
+                             json={"request_id": request_id, "outcome": "bad"})
+
+    disabled = feedback(stack.url, "0" * 32, "any-token-of-16-characters")
+    assert disabled.status_code == 503 and disabled.json()["error"] == "feedback_disabled"
+
+    token = secrets.token_urlsafe(32)
+    secret = tmp_path / "feedback_token"
+    secret.write_text(token + "\n")
+    secret.chmod(0o644)  # compose bind-mounts it as it is: the app's uid must read it
+    with_secret = dataclasses.replace(
+        stack, variables={**stack.variables, "FEEDBACK_TOKEN_SECRET": str(secret)})
+    recreated = with_secret.compose("up", "-d", "--no-deps", "--force-recreate", "app")
+    assert recreated.returncode == 0, recreated.stdout + recreated.stderr
+    made = run_make("up", with_secret.variables)  # waits until healthy again
+    assert made.status == 0, made.tail()
+    request_id = requests.post(f"{stack.url}/api/v1/predict", timeout=30,
+                               json=load_dataset(DATA_FILE).iloc[0].drop("credit_risk")
+                               .to_dict()).json()["request_id"]
+    assert feedback(stack.url, request_id, None).status_code == 401
+    assert feedback(stack.url, request_id, token).status_code == 201
+    assert feedback(stack.url, request_id, token).status_code == 409

@@ -286,11 +286,14 @@ def test_client_request_id_travels_to_the_app_and_back(stack: Stack,
     response = requests.post(f"{stack.url}/api/v1/predict", json=applicant, timeout=10,
                              headers={"X-Request-ID": request_id})
     assert response.headers["X-Request-ID"] == request_id
-    assert response.json()["request_id"] == request_id
+    prediction_id = response.json()["request_id"]  # the service's own, never the client's
+    assert prediction_id != request_id
     entry = access_log_entry(stack, request_id)
     assert entry["status"] == 200 and entry["uri"] == "/api/v1/predict"
     predictions = stack.app.logs["log"].parent / "predictions.jsonl"
-    assert request_id in predictions.read_text()
+    [record] = [json.loads(line) for line in predictions.read_text().splitlines()
+                if json.loads(line)["request_id"] == prediction_id]
+    assert record["trace_id"] == request_id
 
 
 @pytest.mark.parametrize("sent", [None, "has spaces and \"quotes\"", "x" * 300])

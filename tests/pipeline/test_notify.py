@@ -83,8 +83,8 @@ def auth_server() -> Iterator[tuple[Inbox, int]]:
 
 
 @pytest.fixture
-def tls_server(tmp_path: Path) -> Iterator[tuple[Inbox, int, Path]]:
-    """An SMTP server with STARTTLS (a self-signed certificate made by openssl) and AUTH."""
+def server_certificate(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context with a self-signed certificate made by openssl, and that cert."""
     openssl = require_executable("openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -92,8 +92,27 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[Inbox, int, Path]]:
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
+    return context, cert
+
+
+@pytest.fixture
+def tls_server(server_certificate: tuple[ssl.SSLContext, Path]
+               ) -> Iterator[tuple[Inbox, int, Path]]:
+    """An SMTP server with STARTTLS (the self-signed certificate) and AUTH."""
+    context, cert = server_certificate
     with running_smtp(tls_context=context, require_starttls=True,
                       authenticator=authenticator, auth_required=True) as (inbox, port):
+        yield inbox, port, cert
+
+
+@pytest.fixture
+def ssl_server(server_certificate: tuple[ssl.SSLContext, Path]
+               ) -> Iterator[tuple[Inbox, int, Path]]:
+    """An SMTP server speaking TLS from the first byte (SMTPS, SMTP_TLS=ssl) with AUTH."""
+    context, cert = server_certificate
+    # auth_require_tls only knows STARTTLS; here every byte of the connection is TLS.
+    with running_smtp(ssl_context=context, authenticator=authenticator, auth_required=True,
+                      auth_require_tls=False) as (inbox, port):
         yield inbox, port, cert
 
 
@@ -130,18 +149,46 @@ def test_red_summary_subject_names_the_failed_stage(tmp_path: Path, smtp_server:
                                             "(local run)")
 
 
-def test_login_with_user_and_password(tmp_path: Path, auth_server: tuple) -> None:
-    inbox, port = auth_server
-    builders.unstable(tmp_path)
-    notify(tmp_path, smtp_env(port, SMTP_USER=USER, SMTP_PASSWORD=PASSWORD))
-    assert inbox.messages[0]["X-Pipeline-Status"] == "UNSTABLE"
+def test_login_without_tls_is_refused_before_connecting(tmp_path: Path) -> None:
+    # A server that would accept the login in clear: the refusal must be the client's own.
+    attempts: list[str] = []
+
+    def recording(*args: Any) -> AuthResult:
+        attempts.append(args[3])
+        return authenticator(*args)
+
+    with running_smtp(authenticator=recording, auth_required=True,
+                      auth_require_tls=False) as (inbox, port):
+        builders.green(tmp_path)
+        with pytest.raises(NotifyError, match=r"SMTP_USER='pipeline' with SMTP_TLS=none "
+                                              r"would send the password in clear"):
+            notify(tmp_path, smtp_env(port, SMTP_USER=USER, SMTP_PASSWORD=PASSWORD))
+    assert attempts == [] and inbox.messages == []
 
 
-def test_wrong_password_is_a_clear_error(tmp_path: Path, auth_server: tuple) -> None:
-    inbox, port = auth_server
+def run_notify_cli(reports_dir: Path, **settings: str) -> subprocess.CompletedProcess:
+    """`python -m pipeline notify` (what `make notify` runs) towards a closed port."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "notify"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "REPORTS_DIR": str(reports_dir),
+             **smtp_env(free_port_closed(), **settings)})
+
+
+def test_make_notify_exits_non_zero_when_asked_to_log_in_without_tls(tmp_path: Path) -> None:
     builders.green(tmp_path)
+    result = run_notify_cli(tmp_path, SMTP_USER=USER, SMTP_PASSWORD=PASSWORD)
+    assert result.returncode == 1
+    assert "would send the password in clear" in result.stdout
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def test_wrong_password_is_a_clear_error(tmp_path: Path, tls_server: tuple) -> None:
+    inbox, port, cert = tls_server
+    builders.green(tmp_path / "reports")
     with pytest.raises(NotifyError, match=r"refused the login for 'pipeline': 535"):
-        notify(tmp_path, smtp_env(port, SMTP_USER=USER, SMTP_PASSWORD="wrong"))
+        notify(tmp_path / "reports", smtp_env(port, SMTP_TLS="starttls", SMTP_USER=USER,
+                                              SMTP_PASSWORD="wrong", SMTP_CA_FILE=str(cert)))
     assert inbox.messages == []
 
 
@@ -166,6 +213,25 @@ def test_starttls_refuses_an_untrusted_certificate(tmp_path: Path, tls_server: t
     builders.green(tmp_path / "reports")
     with pytest.raises(NotifyError, match="CERTIFICATE_VERIFY_FAILED"):
         notify(tmp_path / "reports", smtp_env(port, SMTP_TLS="starttls", SMTP_USER=USER,
+                                              SMTP_PASSWORD=PASSWORD))
+    assert inbox.messages == []
+
+
+def test_implicit_tls_with_a_private_ca_logs_in_and_delivers(
+        tmp_path: Path, ssl_server: tuple) -> None:
+    inbox, port, cert = ssl_server
+    builders.unstable(tmp_path / "reports")
+    notify(tmp_path / "reports", smtp_env(port, SMTP_TLS="ssl", SMTP_USER=USER,
+                                          SMTP_PASSWORD=PASSWORD, SMTP_CA_FILE=str(cert)))
+    assert [message["X-Pipeline-Status"] for message in inbox.messages] == ["UNSTABLE"]
+
+
+def test_implicit_tls_refuses_an_untrusted_certificate(
+        tmp_path: Path, ssl_server: tuple) -> None:
+    inbox, port, _ = ssl_server
+    builders.green(tmp_path / "reports")
+    with pytest.raises(NotifyError, match=r"\(ssl\).*CERTIFICATE_VERIFY_FAILED"):
+        notify(tmp_path / "reports", smtp_env(port, SMTP_TLS="ssl", SMTP_USER=USER,
                                               SMTP_PASSWORD=PASSWORD))
     assert inbox.messages == []
 
@@ -231,10 +297,6 @@ def test_default_ports_follow_the_tls_mode() -> None:
 
 def test_make_notify_exits_non_zero_when_smtp_fails(tmp_path: Path) -> None:
     builders.green(tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "notify"], cwd=ROOT, capture_output=True,
-        text=True, timeout=60,
-        env={"PATH": "/usr/bin:/bin", "REPORTS_DIR": str(tmp_path),
-             **smtp_env(free_port_closed())})
+    result = run_notify_cli(tmp_path)
     assert result.returncode == 1
     assert "cannot send through SMTP server" in result.stdout

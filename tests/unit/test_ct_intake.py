@@ -3,7 +3,10 @@ report says what was measured."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -124,3 +127,60 @@ def test_a_second_retraining_run_is_refused_while_one_holds_the_intake(
                 pass
     with intake_lock(ct_config):  # released afterwards
         pass
+
+
+def written_files(*directories: Path) -> list[Path]:
+    """Every regular file (not link) under the directories."""
+    return [path for directory in directories if directory.exists()
+            for path in directory.rglob("*") if path.is_file() and not path.is_symlink()]
+
+
+def test_a_symlink_is_quarantined_as_a_link_without_reading_its_target(
+        ct_config: TrainingConfig) -> None:
+    ct_config.incoming_dir.mkdir(parents=True)
+    (ct_config.incoming_dir / "leak.csv").symlink_to("/proc/self/environ")
+    arrive(ct_config, "real.csv", simulated(ct_config))
+    leak, real = intake_all(None, ct_config)
+    assert not leak.accepted and real.accepted
+    moved = Path(leak.destination)
+    assert moved.parent == ct_config.quarantine_dir and moved.is_symlink()
+    assert os.readlink(moved) == "/proc/self/environ"
+    assert "a symbolic link (to '/proc/self/environ')" in leak.reasons[0]
+    environment = [entry for entry in Path("/proc/self/environ").read_bytes().split(b"\0")
+                   if len(entry) > 8]
+    assert environment  # the check below has something to find
+    for path in written_files(ct_config.quarantine_dir, ct_config.reports_dir,
+                              ct_config.processed_dir):
+        content = path.read_bytes()
+        assert not [entry for entry in environment if entry in content], path
+
+
+def test_a_fifo_and_a_directory_are_quarantined_unread(ct_config: TrainingConfig) -> None:
+    ct_config.incoming_dir.mkdir(parents=True)
+    os.mkfifo(ct_config.incoming_dir / "pipe.csv")  # reading it would block: nobody writes
+    (ct_config.incoming_dir / "folder.csv").mkdir()
+    (ct_config.incoming_dir / "folder.csv" / "inner.csv").write_text("not taken")
+    folder, pipe = intake_all(None, ct_config)
+    assert "a directory, not a regular file" in folder.reasons[0]
+    assert "a fifo, not a regular file" in pipe.reasons[0]
+    assert stat.S_ISFIFO(os.lstat(ct_config.quarantine_dir / "pipe.csv").st_mode)
+    assert (ct_config.quarantine_dir / "folder.csv" / "inner.csv").read_text() == "not taken"
+    assert "QUARANTINED" in (ct_config.quarantine_dir / "pipe.reason.txt").read_text()
+    assert json.loads((ct_config.reports_dir / "intake" / "pipe.json").read_text())[
+        "accepted"] is False
+    assert pending_batches(ct_config) == []
+
+
+def test_a_batch_over_the_size_limit_is_quarantined_unread_and_one_at_it_is_taken(
+        ct_config: TrainingConfig) -> None:
+    size = arrive(ct_config, "big.csv", simulated(ct_config, seed=8)).stat().st_size
+    [over] = intake_all(None, dataclasses.replace(ct_config, batch_max_bytes=size - 1))
+    assert not over.accepted and over.rows == 0 and over.sha256 == ""
+    assert f"{size} bytes, over the limit of {size - 1}" in over.reasons[0]
+    arrive(ct_config, "exact.csv", simulated(ct_config, seed=8))
+    [exact] = intake_all(None, dataclasses.replace(ct_config, batch_max_bytes=size))
+    assert exact.accepted and exact.rows == 200
+
+
+def test_batch_size_limit_is_configurable_from_the_environment() -> None:
+    assert TrainingConfig.from_env({"TRAINING_BATCH_MAX_BYTES": "1234"}).batch_max_bytes == 1234

@@ -205,3 +205,45 @@ def test_monitor_retrain_without_a_labelled_batch_exits_5(
     assert result.returncode == 5, result.stdout + result.stderr
     assert "no labelled batch waits" in result.stdout
     assert Registry(promoted_registry).versions() == [version]
+
+
+def test_reading_a_window_spans_rotated_files_newest_last(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    older = path.with_name(path.name + ".20260101T000000000000Z-7")
+    old = path.with_name(path.name + ".20260102T000000000000Z-8")
+    older.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(3)))
+    old.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(3, 6)))
+    path.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(6, 8)))
+    path.with_name(path.name + ".gz").write_text("not part of the log\n")
+    assert [r["n"] for r in read_json_lines(path, last=4)] == [4, 5, 6, 7]
+    assert [r["n"] for r in read_json_lines(path, last=7)] == list(range(1, 8))
+    assert [r["n"] for r in read_json_lines(path)] == list(range(8))
+
+
+def test_reading_a_window_does_not_read_the_older_part_of_a_file(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    monkeypatch.setattr("training.jsonlines.BLOCK_BYTES", 64)
+    path = tmp_path / "p.jsonl"
+    # A torn line at the head: a reader of the whole file would meet (and report) it.
+    path.write_text("torn{\n" + "".join(json.dumps({"n": n}) + "\n" for n in range(50)))
+    assert [r["n"] for r in read_json_lines(path, last=3)] == [47, 48, 49]
+    assert "not JSON" not in caplog.text
+    assert len(read_json_lines(path)) == 50 and "not JSON" in caplog.text
+
+
+def test_the_monitor_reads_outcomes_from_rotated_feedback_logs_within_its_window(
+        tmp_path: Path, trained_model: LoadedModel, data_file: Path) -> None:
+    frame = load_dataset(data_file).iloc[:60]
+    card = {**trained_model.card, "version": "v1"}
+    records = log_lines(frame, "v1", "r")
+    log = write_lines(tmp_path / "p.jsonl", records)
+    outcomes = [{"request_id": r["request_id"], "outcome": label}
+                for r, label in zip(records, list(frame["credit_risk"]))]
+    feedback = tmp_path / "f.jsonl"
+    write_lines(feedback.with_name("f.jsonl.20260101T000000000000Z-1"), outcomes[:40])
+    write_lines(feedback, outcomes[40:])
+    config = TrainingConfig(monitor_min_feedback=10)
+    assert assess(log, feedback, card, config).live["rows"] == 60
+    narrow = TrainingConfig(monitor_min_feedback=10, monitor_window_feedback=25)
+    assert assess(log, feedback, card, narrow).live["rows"] == 25

@@ -1,0 +1,99 @@
+"""JSON-lines logs on disk: the names of a rotated log's files, and its newest records.
+
+The service renames a full log aside (`<name>.<UTC stamp>-<pid>`, see `rotated_path`) and
+starts a new one; readers take the rotated files in age order, then the current one. A
+line is complete only with its newline: an unterminated last line is a write in progress
+and is not read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# Read backwards in blocks of this size: a window of the newest lines costs about its size.
+BLOCK_BYTES = 64 * 1024
+_STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"  # fixed width: names sort in age order
+_ROTATED_SUFFIX = re.compile(r"\.\d{8}T\d{12}Z-\d+")
+
+
+def rotated_path(path: Path) -> Path:
+    """A new name beside `path` to rename it aside to now (unique, sorts by age)."""
+    stamp = datetime.now(timezone.utc).strftime(_STAMP_FORMAT)
+    return path.with_name(f"{path.name}.{stamp}-{os.getpid()}")
+
+
+def log_files(path: Path) -> list[Path]:
+    """The rotated files of the log at `path`, oldest first, then `path` when it exists."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    prefix = path.name
+    rotated = sorted(item for item in path.parent.iterdir()
+                     if item.name.startswith(prefix)
+                     and _ROTATED_SUFFIX.fullmatch(item.name[len(prefix):]))
+    return rotated + ([path] if path.is_file() else [])
+
+
+def last_lines(path: Path, count: int) -> list[bytes]:
+    """The last `count` complete lines of one file (fewer if it has fewer), oldest first,
+    read backwards from the end in blocks, never the whole file."""
+    if count <= 0:
+        return []
+    with open(path, "rb") as handle:
+        position = handle.seek(0, os.SEEK_END)
+        data = b""
+        while position > 0 and data.count(b"\n") <= count:
+            step = min(BLOCK_BYTES, position)
+            position -= step
+            handle.seek(position)
+            data = handle.read(step) + data
+    lines = data[:data.rfind(b"\n") + 1].split(b"\n")[:-1]
+    if position > 0:
+        lines = lines[1:]  # cut by the block boundary
+    return lines[-count:]
+
+
+def newest_lines(path: Path, count: int) -> list[bytes]:
+    """The newest `count` complete lines across the log's files, oldest first."""
+    lines: list[bytes] = []
+    for file in reversed(log_files(path)):
+        if len(lines) >= count:
+            break
+        lines = last_lines(file, count - len(lines)) + lines
+    return lines
+
+
+def all_lines(path: Path) -> list[bytes]:
+    """Every complete line of the log's files, oldest first (tools and tests)."""
+    lines: list[bytes] = []
+    for file in log_files(path):
+        data = file.read_bytes()
+        lines += data[:data.rfind(b"\n") + 1].split(b"\n")[:-1]
+    return lines
+
+
+def read_json_lines(path: Path, last: int | None = None) -> list[dict[str, Any]]:
+    """The records of a log and its rotated files, oldest first: the newest `last` ones
+    when given (the log grows for ever, memory and time must not); a torn line is
+    skipped."""
+    lines = all_lines(path) if last is None else newest_lines(path, last)
+    records = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            logger.warning("%s: skipping a line that is not JSON", path)
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
