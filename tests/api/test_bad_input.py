@@ -185,6 +185,9 @@ def test_predict_body_over_the_limit_returns_413(make_app: Any,
     assert response.get_json()["error"] == "payload_too_large"
 
 
+FEEDBACK_TOKEN = "a-feedback-token-for-tests"
+
+
 def _padded(size: int) -> bytes:
     """A JSON document of exactly `size` bytes."""
     return b'{"pad": "' + b"x" * (size - 11) + b'"}'
@@ -192,14 +195,18 @@ def _padded(size: int) -> bytes:
 
 @pytest.mark.parametrize(("path", "setting"), [("/api/v1/predict", "MAX_PREDICT_BYTES"),
                                                ("/api/v1/feedback", "MAX_FEEDBACK_BYTES")])
-def test_each_json_route_has_its_own_body_limit(client: FlaskClient, path: str,
+def test_each_json_route_has_its_own_body_limit(make_app: Any, path: str,
                                                 setting: str) -> None:
     """A body of exactly the limit is read (and judged on its content); one byte more is 413."""
+    client = make_app(FEEDBACK_TOKEN=FEEDBACK_TOKEN).test_client()
+    auth = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}  # feedback checks it before the body
     limit = client.application.config[setting]
     assert limit < 1024 * 1024, "an API body limit is small, not the old 1 MiB"
-    at_limit = client.post(path, data=_padded(limit), content_type="application/json")
+    at_limit = client.post(path, data=_padded(limit), content_type="application/json",
+                           headers=auth)
     assert at_limit.status_code == 422, at_limit.get_json()
-    over = client.post(path, data=_padded(limit + 1), content_type="application/json")
+    over = client.post(path, data=_padded(limit + 1), content_type="application/json",
+                       headers=auth)
     assert over.status_code == 413
     assert over.get_json()["error"] == "payload_too_large"
 
