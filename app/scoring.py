@@ -10,13 +10,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from app.errors import ApiError
 from app.prediction_log import utc_now
 from app.service import Service, service
 from training.artifact import LoadedModel
-from training.schema import feature_names
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +51,7 @@ def score_rows(rows: list[dict[str, Any]], request_id: str,
     """Score rows; log every one, count them, feed the drift window."""
     state = service()
     model = current_model()
-    frame = pd.DataFrame(rows, columns=feature_names())
-    probabilities = model.predict_proba_bad(frame)
+    probabilities = model.predict_proba_bad_rows(rows)
     decisions = model.decide(probabilities)
     scored = [Scored(rid, round(float(p), 6), d, row) for rid, p, d, row in
               zip(row_request_ids(request_id, len(rows), batch), probabilities, decisions,
