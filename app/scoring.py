@@ -7,6 +7,7 @@ in the middle never mixes two versions in one answer.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,8 +58,8 @@ def score_rows(rows: list[dict[str, Any]], request_id: str,
               zip(row_request_ids(request_id, len(rows), batch), probabilities, decisions,
                   rows)]
     _log(state, model, scored)
-    for item in scored:
-        state.metrics.predictions.labels(decision=item.decision).inc()
+    for decision, count in Counter(decisions).items():  # one update per decision, not per row
+        state.metrics.predictions.labels(decision=decision).inc(count)
     state.metrics.rows_scored.inc(len(scored))
     state.drift.add(rows, model.card["reference"])
     return model, scored
