@@ -140,8 +140,9 @@ def with_fast_scorer(model: LoadedModel) -> LoadedModel:
         logger.warning("model %s: scoring with the scikit-learn Pipeline, no fast scorer: %s",
                        model.version, error)
         return LoadedModel(model.pipeline, model.card, fast_scorer_refusal=str(error))
-    logger.info("model %s: scoring with the fast %s scorer (agrees with the Pipeline)",
-                model.version, scorer.family)
+    # Debug only: the CLI prints JSON on stdout, where its log lines go too.
+    logger.debug("model %s: scoring with the fast %s scorer (agrees with the Pipeline)",
+                 model.version, scorer.family)
     return LoadedModel(model.pipeline, model.card, fast_scorer=scorer)
 
 

@@ -118,20 +118,26 @@ def test_random_applicants_are_valid_and_reproducible() -> None:
                     else value in column.categories)
 
 
+def serve_with_raw_scores_shifted(model: LoadedModel, monkeypatch: pytest.MonkeyPatch,
+                                  shift: float) -> LoadedModel:
+    """Load `model` again with a fast scorer whose log-odds are off by `shift`."""
+    honest = build_fast_scorer(model.pipeline, model.card["positive_label"])
+    head = honest.head
+    shifted = (dataclasses.replace(head, intercept=head.intercept + shift)
+               if isinstance(head, fast_scorer.LinearHead)
+               else dataclasses.replace(head, baseline=head.baseline + shift))
+    monkeypatch.setattr(fast_scorer, "build_fast_scorer",
+                        lambda *args: dataclasses.replace(honest, head=shifted))
+    return with_fast_scorer(LoadedModel(model.pipeline, model.card))
+
+
 def test_a_scorer_that_disagrees_is_refused_and_the_pipeline_serves(
         tiny_model: tuple[LoadedModel, pd.DataFrame], monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     model, _ = tiny_model
-    honest = build_fast_scorer(model.pipeline, model.card["positive_label"])
-    head = honest.head
-    # A raw score off by 1e-6 moves probabilities by up to 2.5e-7: beyond the tolerance.
-    shifted = (dataclasses.replace(head, intercept=head.intercept + 1e-6)
-               if isinstance(head, fast_scorer.LinearHead)
-               else dataclasses.replace(head, baseline=head.baseline + 1e-6))
-    monkeypatch.setattr(fast_scorer, "build_fast_scorer",
-                        lambda *args: dataclasses.replace(honest, head=shifted))
+    # Log-odds off by 1e-6 move probabilities by up to 2.5e-7: beyond the tolerance.
     with caplog.at_level(logging.WARNING, logger="training.artifact"):
-        served = with_fast_scorer(LoadedModel(model.pipeline, model.card))
+        served = serve_with_raw_scores_shifted(model, monkeypatch, 1e-6)
     assert served.scoring_path == "pipeline" and served.fast_scorer is None
     assert "differs from the Pipeline" in served.fast_scorer_refusal
     assert "scoring with the scikit-learn Pipeline" in caplog.text
@@ -142,16 +148,9 @@ def test_a_scorer_that_disagrees_is_refused_and_the_pipeline_serves(
 
 def test_a_scorer_within_the_tolerance_serves(tiny_model: tuple[LoadedModel, pd.DataFrame],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    model, _ = tiny_model
-    honest = build_fast_scorer(model.pipeline, model.card["positive_label"])
-    head = honest.head
     # 1e-12 on the log-odds moves a probability by at most 2.5e-13: inside 1e-9.
-    nudged = (dataclasses.replace(head, intercept=head.intercept + 1e-12)
-              if isinstance(head, fast_scorer.LinearHead)
-              else dataclasses.replace(head, baseline=head.baseline + 1e-12))
-    monkeypatch.setattr(fast_scorer, "build_fast_scorer",
-                        lambda *args: dataclasses.replace(honest, head=nudged))
-    assert with_fast_scorer(LoadedModel(model.pipeline, model.card)).scoring_path == "fast"
+    served = serve_with_raw_scores_shifted(tiny_model[0], monkeypatch, 1e-12)
+    assert served.scoring_path == "fast"
 
 
 def test_an_estimator_without_a_fast_scorer_is_served_by_the_pipeline(
