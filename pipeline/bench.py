@@ -94,6 +94,7 @@ class Samples:
         requests = sum(run.requests for run in self.runs)
         seconds = sum(run.seconds for run in self.runs)
         rps = requests / seconds if seconds else 0.0
+        answered = [run for run in self.runs if run.requests]  # wrk reports 0 ms for none
         return {"server": endpoint.server, "method": endpoint.method, "path": endpoint.path,
                 "rows_per_request": endpoint.rows, "requests": requests,
                 "errors": sum(run.errors for run in self.runs), "seconds": round(seconds, 2),
@@ -102,9 +103,9 @@ class Samples:
                     round(run.requests / run.seconds, 1) if run.seconds else 0.0
                     for run in self.runs],
                 "rows_per_second": round(rps * endpoint.rows, 1),
-                "latency_ms": {"p50": _median([run.p50_ms for run in self.runs]),
-                               "p99": _median([run.p99_ms for run in self.runs]),
-                               "p99_max": max((run.p99_ms for run in self.runs), default=None)}}
+                "latency_ms": {"p50": _median([run.p50_ms for run in answered]),
+                               "p99": _median([run.p99_ms for run in answered]),
+                               "p99_max": max((run.p99_ms for run in answered), default=None)}}
 
 
 def _median(values: list[float]) -> float | None:

@@ -64,6 +64,14 @@ def test_samples_summary_adds_requests_over_rounds() -> None:
     assert summary["errors"] == 1
 
 
+def test_a_run_without_answers_does_not_count_as_zero_latency() -> None:
+    samples = bench.Samples([bench.WrkRun(0, 0, 5.0, 0.0, 0.0, 0.1),
+                             bench.WrkRun(100, 0, 5.0, 4.0, 9.0, 0.1)])
+    summary = samples.summary(bench.Endpoint("x", "nginx", "GET", "/healthz"))
+    assert summary["latency_ms"] == {"p50": 4.0, "p99": 9.0, "p99_max": 9.0}
+    assert summary["requests_per_second"] == 10.0
+
+
 def test_the_wrk_script_sends_the_body_and_paces_when_asked(tmp_path: Path) -> None:
     endpoint = bench.Endpoint("one", "nginx", "POST", "/api/v1/predict", b'{"a": 1}', rows=1)
     script = bench.wrk_script(endpoint, "paced", tmp_path, interval_ms=80.0).read_text()
