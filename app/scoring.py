@@ -67,11 +67,11 @@ def score_rows(rows: list[dict[str, Any]], request_id: str,
 
 def _log(state: Service, model: LoadedModel, scored: list[Scored]) -> None:
     """Append one line per row; a failed write is counted and logged, never raised."""
-    time = utc_now()
+    time, version = utc_now(), model.version  # once per request, not per row
     records = [{"time": time, "request_id": item.request_id, "inputs": item.inputs,
                 "output": {"probability_bad": item.probability_bad,
                            "decision": item.decision},
-                "model_version": model.version} for item in scored]
+                "model_version": version} for item in scored]
     try:
         state.prediction_log.append(records)
     except OSError as error:
