@@ -119,6 +119,8 @@ GUNICORN_PORT ?= 8000
 RUN_DIR ?= run
 BENCH_PORT ?= 8015
 BENCH_GUNICORN_PORT ?= 8010
+BENCH_NOOP_PORT ?= 8011
+BENCH_BATCH_SIZE ?= 1000
 BENCH_RUN_DIR := run/bench
 BENCH_ARGS ?=
 # The app image of the containers section, whose size the benchmark reports if it is built.
@@ -144,6 +146,7 @@ serve: setup ## run Gunicorn + NGINX in the background on 127.0.0.1:SERVE_PORT (
 	@sed -e 's|$${NGINX_UPSTREAM}|127.0.0.1:$(GUNICORN_PORT)|' \
 		-e 's|$${NGINX_LISTEN}|127.0.0.1:$(SERVE_PORT)|' \
 		-e 's|$${NGINX_STATIC_ROOT}|$(abspath app/static)|' \
+		$(if $(NGINX_RATE_EXEMPT),-e 's|^    127\.0\.0\.2  0;$$|&\n    $(NGINX_RATE_EXEMPT)  0;|') \
 		nginx/credit-risk.conf.template > $(SERVE_RUN)/nginx/credit-risk.conf
 	@cp nginx/standalone.conf $(SERVE_RUN)/nginx/nginx.conf
 	@$(NGINX) -t -q -p $(SERVE_RUN)/nginx/ -c $(SERVE_RUN)/nginx/nginx.conf -e stderr
@@ -180,13 +183,38 @@ serve-stop: ## stop the Gunicorn and NGINX started by make serve
 		rm -f $(RUN_DIR)/$$file; echo "stopped $$name ($$pid)"; \
 	done; true
 
-bench: setup | $(REPORTS) ## benchmark predict (1 and 50 rows) vs /healthz through NGINX; reports/bench.json
-	@trap '$(MAKE) --no-print-directory serve-stop RUN_DIR=$(BENCH_RUN_DIR)' EXIT; \
-	$(MAKE) --no-print-directory serve RUN_DIR=$(BENCH_RUN_DIR) SERVE_PORT=$(BENCH_PORT) \
-		GUNICORN_PORT=$(BENCH_GUNICORN_PORT) \
+# wrk cannot bind the loopback address NGINX exempts from its rate limit (127.0.0.2), so the
+# benchmark's NGINX copy exempts 127.0.0.1 as well (NGINX_RATE_EXEMPT). The bare Flask no-op
+# runs under the same Gunicorn settings on BENCH_NOOP_PORT; the service accepts batches of
+# BENCH_BATCH_SIZE rows. The benchmark's prediction log is removed afterwards. Workers are not
+# recycled during the runs (GUNICORN_MAX_REQUESTS=0 for both apps): at thousands of requests
+# a second both workers reach max_requests within seconds of each other, and the runs would
+# measure worker start-up instead of requests.
+bench: setup | $(REPORTS) ## wrk: bare Flask, /healthz, 1-row predict, 1,000-row batches; reports/bench.json
+	@command -v wrk >/dev/null || { echo "make bench needs wrk (Debian: apt-get install wrk)"; exit 2; }
+	@trap '$(MAKE) --no-print-directory serve-stop RUN_DIR=$(BENCH_RUN_DIR); \
+		$(MAKE) --no-print-directory serve-stop RUN_DIR=$(BENCH_RUN_DIR)/noop; \
+		rm -f $(BENCH_RUN_DIR)/predictions.jsonl*' EXIT; \
+	export GUNICORN_MAX_REQUESTS=0; \
+	MAX_BATCH_SIZE=$(BENCH_BATCH_SIZE) $(MAKE) --no-print-directory serve \
+		RUN_DIR=$(BENCH_RUN_DIR) SERVE_PORT=$(BENCH_PORT) GUNICORN_PORT=$(BENCH_GUNICORN_PORT) \
+		NGINX_RATE_EXEMPT=127.0.0.1 \
 		PREDICTION_LOG=$(abspath $(BENCH_RUN_DIR))/predictions.jsonl \
-		FEEDBACK_LOG=$(abspath $(BENCH_RUN_DIR))/feedback.jsonl && \
+		FEEDBACK_LOG=$(abspath $(BENCH_RUN_DIR))/feedback.jsonl || exit 1; \
+	mkdir -p $(BENCH_RUN_DIR)/noop; \
+	GUNICORN_BIND=127.0.0.1:$(BENCH_NOOP_PORT) \
+		PROMETHEUS_MULTIPROC_DIR=$(abspath $(BENCH_RUN_DIR))/noop/prometheus \
+		setsid $(PY) -m gunicorn -c app/gunicorn.conf.py \
+		--pid $(abspath $(BENCH_RUN_DIR))/noop/gunicorn.pid pipeline.bench_noop:app \
+		>> $(BENCH_RUN_DIR)/noop/gunicorn.log 2>&1 < /dev/null & \
+	for attempt in $$(seq 120); do \
+		$(URL_OK) http://127.0.0.1:$(BENCH_NOOP_PORT)/healthz 2>/dev/null && break; sleep 0.5; \
+	done; \
 	$(PY) -m pipeline.bench --url http://127.0.0.1:$(BENCH_PORT) \
+		--gunicorn-url http://127.0.0.1:$(BENCH_GUNICORN_PORT) \
+		--noop-url http://127.0.0.1:$(BENCH_NOOP_PORT) --batch-size $(BENCH_BATCH_SIZE) \
+		--nginx-log $(BENCH_RUN_DIR)/nginx-access.log --pid-file $(BENCH_RUN_DIR)/gunicorn.pid \
+		--noop-pid-file $(BENCH_RUN_DIR)/noop/gunicorn.pid \
 		--output $(REPORTS)/bench.json --image "$(BENCH_IMAGE)" $(BENCH_ARGS)
 
 # --- containers (issue 4) -----------------------------------------------------------------

@@ -43,7 +43,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     holder = ModelHolder(
         Path(settings["MODEL_REGISTRY"]), float(settings["MODEL_RELOAD_SECONDS"]),
         on_load=lambda model, previous: metrics.model_loaded(
-            model.version, previous.version if previous is not None else None),
+            model.version, previous.version if previous is not None else None,
+            model.scoring_path),
         on_failure=lambda version, error: metrics.model_reload_failures.inc())
     drift = DriftWindow(int(settings["DRIFT_WINDOW"]), int(settings["DRIFT_EVERY"]),
                         int(settings["DRIFT_MIN_ROWS"]),

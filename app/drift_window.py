@@ -1,7 +1,10 @@
 """A worker's rolling window of recent inputs and their drift against the model's reference.
 
-PSI over hundreds of rows costs milliseconds, so it is recomputed every `every` rows rather
-than per request, by the one request thread that crosses the mark; the others never wait.
+PSI over hundreds of rows costs tens of milliseconds, so it is recomputed every `every` rows
+rather than per request, and never on a request thread: the request that crosses the mark
+hands a snapshot to the worker's drift thread (started on first use, after Gunicorn's fork)
+and returns. A snapshot not yet computed is replaced by a newer one, so a burst of traffic
+queues at most one computation.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class DriftWindow:
         self._count_lock = threading.Lock()
         self._compute_lock = threading.Lock()
         self.last_report: DriftReport | None = None
+        self._pending: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
+        self._wakeup = threading.Condition()
+        self._thread: threading.Thread | None = None
 
     def add(self, rows: Iterable[dict[str, Any]], reference: dict[str, Any]) -> None:
         """Remember scored rows; recompute drift when `every` rows arrived since the last."""
@@ -48,7 +54,26 @@ class DriftWindow:
                 self._since_report = 0
                 snapshot = list(self.rows)
         if due:
-            self.compute(snapshot, reference)
+            self._submit(snapshot, reference)
+
+    def _submit(self, rows: list[dict[str, Any]], reference: dict[str, Any]) -> None:
+        """Give the drift thread the newest snapshot to compute."""
+        with self._wakeup:
+            self._pending = (rows, reference)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._compute_forever,
+                                                name="drift-window", daemon=True)
+                self._thread.start()
+            self._wakeup.notify()
+
+    def _compute_forever(self) -> None:
+        while True:
+            with self._wakeup:
+                while self._pending is None:
+                    self._wakeup.wait()
+                rows, reference = self._pending
+                self._pending = None
+            self.compute(rows, reference)
 
     def compute(self, rows: list[dict[str, Any]], reference: dict[str, Any]) -> None:
         """Drift of `rows` against `reference`, published through the callback."""

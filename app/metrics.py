@@ -17,6 +17,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
                                Histogram, generate_latest, multiprocess, values)
 
 from training.drift import FeatureDrift
+from training.fast_scorer import SCORING_PATHS
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -49,6 +50,10 @@ class Metrics:
         self.model_info = Gauge("credit_model_info", "1 for the model version a live worker "
                                 "serves, 0 for one it served before.", ["version"],
                                 multiprocess_mode="livemax", registry=registry)
+        self.scoring_path = Gauge("credit_model_scoring_path", "1 for the path that scores "
+                                  "requests in a live worker: 'fast' (a scorer derived from "
+                                  "the Pipeline and verified against it) or 'pipeline'.",
+                                  ["path"], multiprocess_mode="livemax", registry=registry)
         self.model_reloads = Counter("credit_model_loads_total",
                                      "Model versions loaded and swapped in.", registry=registry)
         self.model_reload_failures = Counter(
@@ -70,8 +75,10 @@ class Metrics:
                                        "Rows in the drift window (max over live workers).",
                                        multiprocess_mode="livemax", registry=registry)
 
-    def model_loaded(self, version: str, previous: str | None) -> None:
-        """Record that `version` replaced `previous` in this worker."""
+    def model_loaded(self, version: str, previous: str | None, scoring_path: str) -> None:
+        """Record that `version` replaced `previous` in this worker, scored by `scoring_path`."""
+        for path in SCORING_PATHS:
+            self.scoring_path.labels(path=path).set(1 if path == scoring_path else 0)
         if previous and previous != version:
             self.model_info.labels(version=previous).set(0)
         self.model_info.labels(version=version).set(1)

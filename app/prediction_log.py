@@ -34,6 +34,9 @@ from training.jsonlines import log_files, rotated_path
 
 logger = logging.getLogger(__name__)
 
+# One encoder for every line: json.dumps would build a new one per call (per scored row).
+_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
 
 def utc_now() -> str:
     """The current UTC time as ISO 8601 with milliseconds."""
@@ -49,8 +52,7 @@ class JsonLinesLog:
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """Append records as lines with one write(); OSError when the write fails."""
-        data = "".join(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n"
-                       for record in records).encode()
+        data = "".join(_encode(record) + "\n" for record in records).encode()
         if not data:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

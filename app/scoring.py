@@ -7,17 +7,16 @@ in the middle never mixes two versions in one answer.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 from flask import g
 
 from app.errors import ApiError
 from app.prediction_log import utc_now
 from app.service import Service, service
 from training.artifact import LoadedModel
-from training.schema import feature_names
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +56,14 @@ def score_rows(rows: list[dict[str, Any]], prediction_id: str,
     log every one, count them, feed the drift window."""
     state = service()
     model = current_model()
-    frame = pd.DataFrame(rows, columns=feature_names())
-    probabilities = model.predict_proba_bad(frame)
+    probabilities = model.predict_proba_bad_rows(rows)
     decisions = model.decide(probabilities)
     scored = [Scored(rid, round(float(p), 6), d, row) for rid, p, d, row in
               zip(row_request_ids(prediction_id, len(rows), batch), probabilities, decisions,
                   rows)]
     _log(state, model, scored)
-    for item in scored:
-        state.metrics.predictions.labels(decision=item.decision).inc()
+    for decision, count in Counter(decisions).items():  # one update per decision, not per row
+        state.metrics.predictions.labels(decision=decision).inc(count)
     state.metrics.rows_scored.inc(len(scored))
     state.drift.add(rows, model.card["reference"])
     return model, scored
@@ -73,14 +71,14 @@ def score_rows(rows: list[dict[str, Any]], prediction_id: str,
 
 def _log(state: Service, model: LoadedModel, scored: list[Scored]) -> None:
     """Append one line per row; a failed write is counted and logged, never raised."""
-    time = utc_now()
+    time, version = utc_now(), model.version  # once per request, not per row
     # trace_id: the request's X-Request-ID (NGINX's or the client's), for following it
     # through the access logs; the request_id is the service's own.
     records = [{"time": time, "request_id": item.request_id, "trace_id": g.get("request_id"),
                 "inputs": item.inputs,
                 "output": {"probability_bad": item.probability_bad,
                            "decision": item.decision},
-                "model_version": model.version} for item in scored]
+                "model_version": version} for item in scored]
     try:
         state.prediction_log.append(records)
     except OSError as error:

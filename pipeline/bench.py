@@ -1,37 +1,48 @@
-"""Benchmark of the service through NGINX: scoring one row, scoring a batch, and a no-op.
+"""Benchmark of the service with wrk: the framework floor, /healthz, one-row and batch scoring.
 
-`/healthz` answers a constant JSON document through the same NGINX, Gunicorn and Flask
-stack, so it is the framework floor: the ratio of predict to it is the cost of the model
-and validation themselves. The endpoints run in alternating closed-loop phases (a few
-rounds, the order rotated each round) so that all three see the same machine conditions.
-Requests leave from the loopback address NGINX does not rate limit (LOAD_GENERATOR_ADDRESS),
-so the numbers measure the service, not the limit.
+Measured in one run, in alternating rounds (the order rotated each round) so that every
+figure sees the same machine conditions:
 
-It is a measurement, not a check: nothing passes or fails on timing. The exit status is 1
-only when requests failed, because the figures would then describe errors. `make bench`
-starts its own servers, runs `python -m pipeline.bench`, and stops them.
+- `noop`: a bare Flask app (pipeline/bench_noop.py) under the service's Gunicorn settings,
+  straight to Gunicorn: the framework floor;
+- `healthz_direct` / `healthz_nginx`: this service's /healthz straight and through NGINX;
+- `predict_single_direct` / `predict_single_nginx`: one applicant;
+- `predict_batch_<n>_nginx`: a batch of n applicants (1,000 by default) on BATCH_CONNECTIONS
+  connections, whose server time is read from NGINX's access log (upstream_response_time of
+  the batch's request id);
+- then, paced at half the one-row maximum throughput, one-row predict through NGINX and the
+  no-op, for their p99 at the same rate (wrk's `delay()`: a closed loop with think time).
+
+wrk (C, one thread) is the load generator, so the client is not the bottleneck on a small
+machine; its CPU share is reported. It cannot choose its source address, so `make bench`
+renders its own NGINX copy with 127.0.0.1 added to the addresses exempt from the rate limit
+(LOAD_GENERATOR_ADDRESS is the one the template exempts for clients that can bind it).
+
+It is a measurement, not a check: the report lists the issue's targets and whether this run
+met them, but the exit status is 1 only when requests failed (the figures would then describe
+errors) and 2 when wrk is missing. `make bench` starts its servers, runs
+`python -m pipeline.bench`, and stops them.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import http.client
 import json
 import logging
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import threading
-import time
+import tempfile
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from training.schema import FEATURES
 
@@ -40,46 +51,75 @@ logger = logging.getLogger(__name__)
 # NGINX exempts this source address from its rate limit (nginx/credit-risk.conf.template).
 LOAD_GENERATOR_ADDRESS = "127.0.0.2"
 DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "credit.csv"
-NOOP = "healthz"
+RESULT_MARK = "BENCH-RESULT "
+NOOP = "noop"
+HEALTHZ_DIRECT = "healthz_direct"
+HEALTHZ_NGINX = "healthz_nginx"
+SINGLE_NGINX = "predict_single_nginx"
+PACED_PREDICT = "paced_predict_single_nginx"
+PACED_NOOP = "paced_noop"
+# Batches are CPU-bound: with one connection per Gunicorn worker (make bench runs two) the
+# server time is the batch's own cost, not time queued behind other batches for the GIL.
+BATCH_CONNECTIONS = 2
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One benchmarked request: method, path, JSON body, and rows it scores."""
+    """One benchmarked request: which server, method, path, JSON body, rows it scores."""
 
     name: str
+    server: str  # key of the base URL: nginx, gunicorn or noop
     method: str
     path: str
     body: bytes | None = None
     rows: int = 0
+    connections: int | None = None  # None: the benchmark's setting
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    """What one wrk run measured."""
+
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    cpu_seconds: float  # wrk's own user + system time
 
 
 @dataclass
 class Samples:
-    """What the requests to one endpoint measured."""
+    """The runs of one endpoint over all rounds."""
 
-    latencies: list[float] = field(default_factory=list)  # seconds, successful requests
-    errors: int = 0
-    elapsed: float = 0.0  # wall time of this endpoint's phases
+    runs: list[WrkRun] = field(default_factory=list)
 
     def summary(self, endpoint: Endpoint) -> dict[str, Any]:
-        """Requests/s, rows/s and latency percentiles (ms) of the endpoint."""
-        done = len(self.latencies)
-        ms = sorted(latency * 1000 for latency in self.latencies)
-        cuts = statistics.quantiles(ms, n=100, method="inclusive") if done > 1 else ms * 99
-        rps = done / self.elapsed if self.elapsed else 0.0
-        return {"method": endpoint.method, "path": endpoint.path, "rows_per_request":
-                endpoint.rows, "requests": done + self.errors, "errors": self.errors,
-                "seconds": round(self.elapsed, 3), "requests_per_second": round(rps, 1),
+        """Requests/s and rows/s over all rounds, per-round req/s, median p50 and p99 (ms)."""
+        requests = sum(run.requests for run in self.runs)
+        seconds = sum(run.seconds for run in self.runs)
+        rps = requests / seconds if seconds else 0.0
+        answered = [run for run in self.runs if run.requests]  # wrk reports 0 ms for none
+        return {"server": endpoint.server, "method": endpoint.method, "path": endpoint.path,
+                "connections": endpoint.connections,
+                "rows_per_request": endpoint.rows, "requests": requests,
+                "errors": sum(run.errors for run in self.runs), "seconds": round(seconds, 2),
+                "requests_per_second": round(rps, 1),
+                "requests_per_second_per_round": [
+                    round(run.requests / run.seconds, 1) if run.seconds else 0.0
+                    for run in self.runs],
                 "rows_per_second": round(rps * endpoint.rows, 1),
-                "latency_ms": {"p50": round(cuts[49], 2) if ms else None,
-                               "p99": round(cuts[98], 2) if ms else None,
-                               "mean": round(statistics.fmean(ms), 2) if ms else None,
-                               "max": round(ms[-1], 2) if ms else None}}
+                "latency_ms": {"p50": _median([run.p50_ms for run in answered]),
+                               "p99": _median([run.p99_ms for run in answered]),
+                               "p99_max": max((run.p99_ms for run in answered), default=None)}}
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
 
 
 def applicants(count: int, data_file: Path = DATA_FILE) -> list[dict[str, Any]]:
-    """The first `count` applicants of the data set, as the API expects them."""
+    """`count` applicants of the data set (cycled when it has fewer), as the API expects."""
     rows: list[dict[str, Any]] = []
     with open(data_file, newline="") as handle:
         for record in csv.DictReader(handle):
@@ -87,125 +127,244 @@ def applicants(count: int, data_file: Path = DATA_FILE) -> list[dict[str, Any]]:
                          else record[column.name] for column in FEATURES})
             if len(rows) == count:
                 return rows
-    raise ValueError(f"{data_file} has fewer than {count} rows")
+    if not rows:
+        raise ValueError(f"{data_file} has no rows")
+    return [rows[index % len(rows)] for index in range(count)]
 
 
 def endpoints(batch_size: int) -> list[Endpoint]:
-    """The three benchmarked requests: the no-op floor, one applicant, a batch."""
+    """The measured requests, floor first."""
     batch = applicants(batch_size)
-    return [Endpoint(NOOP, "GET", "/healthz"),
-            Endpoint("predict_single", "POST", "/api/v1/predict",
-                     json.dumps(batch[0]).encode(), rows=1),
-            Endpoint(f"predict_batch_{batch_size}", "POST", "/api/v1/predict",
-                     json.dumps({"instances": batch}).encode(), rows=batch_size)]
+    one = json.dumps(batch[0]).encode()
+    return [Endpoint(NOOP, "noop", "GET", "/healthz"),
+            Endpoint(HEALTHZ_DIRECT, "gunicorn", "GET", "/healthz"),
+            Endpoint(HEALTHZ_NGINX, "nginx", "GET", "/healthz"),
+            Endpoint("predict_single_direct", "gunicorn", "POST", "/api/v1/predict", one, 1),
+            Endpoint(SINGLE_NGINX, "nginx", "POST", "/api/v1/predict", one, 1),
+            Endpoint(batch_name(batch_size), "nginx", "POST", "/api/v1/predict",
+                     json.dumps({"instances": batch}).encode(), batch_size,
+                     connections=BATCH_CONNECTIONS)]
 
 
-class Client:
-    """One keep-alive connection from the load generator address, reopened after errors."""
-
-    def __init__(self, url: str, source_address: str = LOAD_GENERATOR_ADDRESS) -> None:
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.source_address = source_address
-        self.connection: http.client.HTTPConnection | None = None
-
-    def request(self, endpoint: Endpoint) -> tuple[int, bytes]:
-        """Send one request; (status, body), status 0 for a connection failure."""
-        if self.connection is None:
-            self.connection = http.client.HTTPConnection(
-                self.host, self.port, timeout=30, source_address=(self.source_address, 0))
-        headers = {"Content-Type": "application/json"} if endpoint.body is not None else {}
-        try:
-            self.connection.request(endpoint.method, endpoint.path, endpoint.body, headers)
-            response = self.connection.getresponse()
-            return response.status, response.read()
-        except (OSError, http.client.HTTPException) as error:
-            logger.warning("%s %s failed: %s", endpoint.method, endpoint.path, error)
-            self.close()
-            return 0, b""
-
-    def close(self) -> None:
-        """Close the connection (a new one opens on the next request)."""
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
+def batch_name(batch_size: int) -> str:
+    """The report's name of the batch endpoint."""
+    return f"predict_batch_{batch_size}_nginx"
 
 
-def run_phase(clients: list[Client], endpoint: Endpoint, count: int, samples: Samples) -> None:
-    """Send `count` requests to `endpoint`, one closed loop per client, and record them."""
-    remaining = [count]
-    lock = threading.Lock()
-
-    def loop(client: Client) -> None:
-        while True:
-            with lock:
-                if remaining[0] == 0:
-                    return
-                remaining[0] -= 1
-            started = time.perf_counter()
-            status, _ = client.request(endpoint)
-            latency = time.perf_counter() - started
-            with lock:
-                if status == 200:
-                    samples.latencies.append(latency)
-                else:
-                    samples.errors += 1
-
-    threads = [threading.Thread(target=loop, args=(client,)) for client in clients]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    samples.elapsed += time.perf_counter() - started
+def request_id(endpoint: Endpoint, phase: str) -> str:
+    """The X-Request-ID the requests of one phase carry (NGINX logs it)."""
+    return f"bench-{endpoint.name}-{phase}"
 
 
-def benchmark(url: str, requests_per_endpoint: int = 300, concurrency: int = 4,
-              batch_size: int = 50, rounds: int = 3, warmup: int = 10) -> dict[str, Any]:
-    """Measure every endpoint through `url` and return the report (see module docstring)."""
-    targets = endpoints(batch_size)
-    clients = [Client(url) for _ in range(concurrency)]
+def wrk_script(endpoint: Endpoint, phase: str, directory: Path,
+               interval_ms: float | None = None) -> Path:
+    """A wrk Lua script: method, body, request id, optional pacing; prints one JSON line."""
+    lines = [f'wrk.method = "{endpoint.method}"',
+             f'wrk.headers["X-Request-ID"] = "{request_id(endpoint, phase)}"']
+    if endpoint.body is not None:
+        body = directory / f"{endpoint.name}.json"
+        body.write_bytes(endpoint.body)
+        lines += [f'local body = assert(io.open([[{body}]], "rb"))',
+                  "wrk.body = body:read('*a')", "body:close()",
+                  'wrk.headers["Content-Type"] = "application/json"']
+    if interval_ms is not None:
+        lines += ["function delay()", f"  return {interval_ms:.3f}", "end"]
+    lines += [
+        "function done(summary, latency, requests)",
+        "  local e = summary.errors",
+        f'  io.write(string.format("{RESULT_MARK}{{\\"requests\\":%d,\\"duration_us\\":%d,'
+        '\\"errors\\":%d,\\"p50_us\\":%d,\\"p99_us\\":%d}\\n", summary.requests, '
+        "summary.duration, e.connect + e.read + e.write + e.status + e.timeout, "
+        "latency:percentile(50), latency:percentile(99)))",
+        "end"]
+    script = directory / f"{endpoint.name}-{phase}.lua"
+    script.write_text("\n".join(lines) + "\n")
+    return script
+
+
+def parse_result(output: str) -> dict[str, int]:
+    """The JSON line the script's done() printed."""
+    for line in output.splitlines():
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK):])
+    raise RuntimeError(f"wrk printed no result line:\n{output[-2000:]}")
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: float) -> WrkRun:
+    """One wrk run (one thread); its CPU time from the children's resource usage."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    completed = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+         "-s", str(script), url], capture_output=True, text=True, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if completed.returncode != 0:
+        raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip()}")
+    result = parse_result(completed.stdout)
+    return WrkRun(requests=result["requests"], errors=result["errors"],
+                  seconds=result["duration_us"] / 1e6, p50_ms=result["p50_us"] / 1000,
+                  p99_ms=result["p99_us"] / 1000,
+                  cpu_seconds=(after.ru_utime - before.ru_utime)
+                  + (after.ru_stime - before.ru_stime))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the benchmark runs."""
+
+    urls: dict[str, str]  # nginx, gunicorn, noop
+    connections: int = 8
+    seconds: float = 5.0
+    rounds: int = 3
+    batch_size: int = 1000
+    warmup_seconds: float = 1.0
+
+
+def benchmark(settings: Settings, directory: Path) -> dict[str, Any]:
+    """Warm up, measure every endpoint in rotated rounds, then the paced pair."""
+    targets = endpoints(settings.batch_size)
     samples = {endpoint.name: Samples() for endpoint in targets}
-    try:
-        for endpoint in targets:  # connections open, model and code paths warm
-            run_phase(clients, endpoint, warmup, Samples())
-        per_round = max(1, requests_per_endpoint // rounds)
-        for number in range(rounds):
-            shift = number % len(targets)
-            for endpoint in targets[shift:] + targets[:shift]:
-                logger.info("round %d/%d: %d x %s", number + 1, rounds, per_round,
-                            endpoint.name)
-                run_phase(clients, endpoint, per_round, samples[endpoint.name])
-        status, body = clients[0].request(targets[1])
-        version = json.loads(body).get("model_version") if status == 200 else None
-    finally:
-        for client in clients:
-            client.close()
+    cpu = wall = 0.0
+
+    def measure(endpoint: Endpoint, phase: str, seconds: float,
+                interval_ms: float | None = None) -> WrkRun:
+        nonlocal cpu, wall
+        script = wrk_script(endpoint, phase, directory, interval_ms)
+        run = run_wrk(settings.urls[endpoint.server] + endpoint.path, script,
+                      endpoint.connections or settings.connections, seconds)
+        cpu, wall = cpu + run.cpu_seconds, wall + run.seconds
+        logger.info("%s %s: %d requests in %.1f s, p50 %.2f ms", phase, endpoint.name,
+                    run.requests, run.seconds, run.p50_ms)
+        return run
+
+    for endpoint in targets:
+        measure(endpoint, "warmup", settings.warmup_seconds)
+    for number in range(settings.rounds):
+        shift = number % len(targets)
+        for endpoint in targets[shift:] + targets[:shift]:
+            samples[endpoint.name].runs.append(measure(endpoint, "measure", settings.seconds))
     results = {endpoint.name: samples[endpoint.name].summary(endpoint) for endpoint in targets}
-    return {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "url": url,
-            "model_version": version, "concurrency": concurrency, "rounds": rounds,
-            "batch_size": batch_size, "host": {"cpus": _cpus(), "python":
-                                               platform.python_version()},
-            "endpoints": results, "ratios": ratios(results)}
+
+    rate = results[SINGLE_NGINX]["requests_per_second"] / 2
+    paced_pair = [Endpoint(PACED_PREDICT, *_fields(targets, SINGLE_NGINX)),
+                  Endpoint(PACED_NOOP, *_fields(targets, NOOP))]
+    paced = {endpoint.name: Samples() for endpoint in paced_pair}
+    interval_ms = settings.connections * 1000 / rate if rate else None  # per connection
+    if interval_ms is not None:
+        for number in range(settings.rounds):
+            for endpoint in paced_pair[number % 2:] + paced_pair[:number % 2]:
+                paced[endpoint.name].runs.append(
+                    measure(endpoint, "paced", settings.seconds, interval_ms))
+    return {"endpoints": results,
+            "paced": {"target_requests_per_second": round(rate, 1),
+                      **{endpoint.name: paced[endpoint.name].summary(endpoint)
+                         for endpoint in paced_pair}},
+            "load_generator": {"cpu_seconds": round(cpu, 2), "wall_seconds": round(wall, 2),
+                               "cores_used": round(cpu / wall, 3) if wall else None,
+                               "machine_share": round(cpu / wall / (_cpus() or 1), 3)
+                               if wall else None}}
 
 
-def ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
-    """Each predict endpoint against the no-op: throughput and median latency ratios."""
-    floor = results[NOOP]
-    out: dict[str, dict[str, float | None]] = {}
-    for name, result in results.items():
-        if name == NOOP:
-            continue
-        rps, floor_rps = result["requests_per_second"], floor["requests_per_second"]
-        p50, floor_p50 = result["latency_ms"]["p50"], floor["latency_ms"]["p50"]
-        out[name] = {
-            "requests_per_second_vs_noop": round(rps / floor_rps, 3) if floor_rps else None,
-            "p50_latency_vs_noop": round(p50 / floor_p50, 2) if p50 and floor_p50 else None}
-    return out
+def _fields(targets: list[Endpoint], name: str) -> tuple[Any, ...]:
+    endpoint = next(item for item in targets if item.name == name)
+    return endpoint.server, endpoint.method, endpoint.path, endpoint.body, endpoint.rows
+
+
+def server_times_ms(access_log: Path, offset: int, wanted_id: str) -> list[float]:
+    """Upstream response times (ms) of 200 answers to `wanted_id` in NGINX's JSON log."""
+    times = []
+    with open(access_log, "rb") as handle:
+        handle.seek(offset)
+        for line in handle:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("request_id") == wanted_id and entry.get("status") == 200:
+                # Several values ("0.012, 0.010") when NGINX retried: the server spent both.
+                parts = str(entry.get("upstream_response_time", "")).split(",")
+                times.append(sum(float(part) for part in parts if part.strip()) * 1000)
+    return times
+
+
+def worker_rss_mb(pid_file: Path | None) -> list[float]:
+    """Resident memory (MB) of each child of the Gunicorn master named by `pid_file`."""
+    if pid_file is None or not pid_file.is_file():
+        return []
+    master = pid_file.read_text().strip()
+    children: list[str] = []
+    for task in Path(f"/proc/{master}/task").glob("*/children"):
+        children += task.read_text().split()
+    sizes = []
+    for child in children:
+        try:
+            status = Path(f"/proc/{child}/status").read_text()
+        except OSError:
+            continue  # a worker recycled meanwhile
+        kilobytes = next((int(line.split()[1]) for line in status.splitlines()
+                          if line.startswith("VmRSS:")), None)
+        if kilobytes is not None:
+            sizes.append(round(kilobytes / 1024, 1))
+    return sorted(sizes)
+
+
+# The issue's targets: (key, description, comparison, bound).
+TARGETS = (
+    ("predict_vs_healthz_nginx", "1  one-row predict / /healthz, through NGINX (req/s)", ">=",
+     0.5),
+    ("healthz_vs_noop", "2  /healthz / bare-Flask no-op, straight (req/s)", ">=", 0.6),
+    ("batch_server_p50_ms", "3a batch: server time p50 (ms)", "<", 50.0),
+    ("batch_vs_single_rows", "3b rows/s: batch / one-row requests", ">=", 50.0),
+    ("paced_p99_vs_noop", "4  p99 at half max rate: one-row predict / no-op", "<=", 2.0),
+)
+
+
+def target_values(report: dict[str, Any]) -> dict[str, float | None]:
+    """The value of each target's ratio or time in this report."""
+    results, paced = report["endpoints"], report["paced"]
+    batch = results[batch_name(report["batch_size"])]
+    return {
+        "predict_vs_healthz_nginx": _ratio(results[SINGLE_NGINX]["requests_per_second"],
+                                           results[HEALTHZ_NGINX]["requests_per_second"]),
+        "healthz_vs_noop": _ratio(results[HEALTHZ_DIRECT]["requests_per_second"],
+                                  results[NOOP]["requests_per_second"]),
+        "batch_server_p50_ms": report.get("batch_server_ms", {}).get("p50"),
+        "batch_vs_single_rows": _ratio(batch["rows_per_second"],
+                                       results[SINGLE_NGINX]["rows_per_second"]),
+        "paced_p99_vs_noop": _ratio(paced[PACED_PREDICT]["latency_ms"]["p99"],
+                                    paced[PACED_NOOP]["latency_ms"]["p99"]),
+    }
+
+
+def judge(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with this run's value and whether it was met (information, not a gate)."""
+    values = target_values(report)
+    checks = {">=": lambda v, b: v >= b, "<=": lambda v, b: v <= b, "<": lambda v, b: v < b}
+    return [{"key": key, "what": what, "target": f"{op} {bound:g}", "value": values[key],
+             "met": None if values[key] is None else checks[op](values[key], bound)}
+            for key, what, op, bound in TARGETS]
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return round(numerator / denominator, 3) if numerator and denominator else None
 
 
 def _cpus() -> int | None:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def wrk_version() -> str:
+    """wrk's version line, e.g. 'wrk debian/4.1.0-3+b2 [epoll]'."""
+    completed = subprocess.run(["wrk", "--version"], capture_output=True, text=True,
+                               check=False)
+    return (completed.stdout or completed.stderr).splitlines()[0].split(" Copyright")[0]
+
+
+def model_version(gunicorn_url: str, body: bytes) -> str | None:
+    """The serving model's version, from one prediction straight to Gunicorn."""
+    request = urllib.request.Request(gunicorn_url + "/api/v1/predict", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response).get("model_version")
 
 
 def image_size(image: str) -> int | None:
@@ -218,19 +377,37 @@ def image_size(image: str) -> int | None:
 
 
 def table(report: dict[str, Any]) -> str:
-    """The report as a fixed-width text table."""
-    header = (f"{'endpoint':<20} {'requests':>8} {'errors':>6} {'req/s':>8} {'rows/s':>9} "
-              f"{'p50 ms':>8} {'p99 ms':>8} {'req/s vs no-op':>15}")
-    lines = [f"benchmark through {report['url']} (model {report['model_version']}, "
-             f"concurrency {report['concurrency']}, {report['host']['cpus']} CPUs)",
+    """The report as a short fixed-width text table."""
+    header = (f"{'endpoint':<34} {'req/s':>8} {'per round':>15} {'rows/s':>9} "
+              f"{'p50 ms':>7} {'p99 ms':>7}")
+    lines = [f"benchmark: {report['tool']}, 1 thread, {report['connections']} connections, "
+             f"{report['rounds']} rounds x {report['seconds']:g} s, "
+             f"{report['host']['cpus']} CPUs, model {report['model_version']}",
              header, "-" * len(header)]
-    for name, result in report["endpoints"].items():
-        ratio = report["ratios"].get(name, {}).get("requests_per_second_vs_noop")
+    rows = list(report["endpoints"].items()) + [
+        (name, result) for name, result in report["paced"].items() if isinstance(result, dict)]
+    for name, result in rows:
+        rounds = "/".join(f"{rps:.0f}" for rps in result["requests_per_second_per_round"])
         latency = result["latency_ms"]
-        lines.append(f"{name:<20} {result['requests']:>8} {result['errors']:>6} "
-                     f"{result['requests_per_second']:>8.1f} {result['rows_per_second']:>9.1f} "
-                     f"{_number(latency['p50']):>8} {_number(latency['p99']):>8} "
-                     f"{'floor' if name == NOOP else _number(ratio):>15}")
+        if result.get("connections"):
+            name = f"{name} ({result['connections']} conn.)"
+        lines.append(f"{name:<34} {result['requests_per_second']:>8.1f} {rounds:>15} "
+                     f"{result['rows_per_second']:>9.1f} {_number(latency['p50']):>7} "
+                     f"{_number(latency['p99']):>7}")
+    lines.append(f"paced runs at {report['paced']['target_requests_per_second']} req/s "
+                 "(half the one-row maximum through NGINX)")
+    lines += ["", f"{'target':<54} {'value':>8} {'goal':>8} {'met':>4}"]
+    for item in report["targets"]:
+        met = "-" if item["met"] is None else ("yes" if item["met"] else "no")
+        lines.append(f"{item['what']:<54} {_number(item['value']):>8} {item['target']:>8} "
+                     f"{met:>4}")
+    generator = report["load_generator"]
+    lines.append(f"\nload generator (wrk) CPU: {_percent(generator['machine_share'])} of the "
+                 f"machine ({_number(generator['cores_used'])} cores while it ran)")
+    rss = report["rss_mb"]
+    lines.append("RSS per worker after the runs: service "
+                 f"{', '.join(map(str, rss['service'])) or '-'} MB; bare Flask "
+                 f"{', '.join(map(str, rss['noop'])) or '-'} MB")
     image = report.get("image") or {}
     size = image.get("size_bytes")
     lines.append(f"image size: {size / 1e6:.1f} MB ({image['name']})" if size
@@ -242,28 +419,64 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, write the JSON report, print the table."""
     parser = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default="http://127.0.0.1:8005", help="NGINX's URL")
+    parser.add_argument("--url", default="http://127.0.0.1:8015", help="NGINX's URL")
+    parser.add_argument("--gunicorn-url", default="http://127.0.0.1:8010",
+                        help="the service's Gunicorn, straight")
+    parser.add_argument("--noop-url", default="http://127.0.0.1:8011",
+                        help="the bare Flask app's Gunicorn")
     parser.add_argument("--output", type=Path, default=Path("reports/bench.json"))
-    parser.add_argument("--requests", type=int, default=300, help="per endpoint")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per run")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--nginx-log", type=Path, help="NGINX's JSON access log (server time)")
+    parser.add_argument("--pid-file", type=Path, help="the service's Gunicorn pid file")
+    parser.add_argument("--noop-pid-file", type=Path, help="the bare app's Gunicorn pid file")
     parser.add_argument("--image", default="", help="Docker image whose size to report")
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    if shutil.which("wrk") is None:
+        logger.error("wrk is not installed (Debian: apt-get install wrk)")
+        return 2
 
-    report = benchmark(args.url, args.requests, args.concurrency, args.batch_size,
-                       args.rounds)
+    settings = Settings(urls={"nginx": args.url.rstrip("/"),
+                              "gunicorn": args.gunicorn_url.rstrip("/"),
+                              "noop": args.noop_url.rstrip("/")},
+                        connections=args.connections, seconds=args.seconds,
+                        rounds=args.rounds, batch_size=args.batch_size)
+    log_offset = args.nginx_log.stat().st_size if args.nginx_log and \
+        args.nginx_log.is_file() else 0
+    with tempfile.TemporaryDirectory(prefix="bench-") as directory:
+        measured = benchmark(settings, Path(directory))
+    rss = {"service": worker_rss_mb(args.pid_file), "noop": worker_rss_mb(args.noop_pid_file)}
+    single = next(item for item in endpoints(1) if item.name == SINGLE_NGINX)
+    report: dict[str, Any] = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "tool": wrk_version(), "urls": settings.urls, "connections": settings.connections,
+        "seconds": settings.seconds, "rounds": settings.rounds,
+        "batch_size": settings.batch_size,
+        "model_version": model_version(settings.urls["gunicorn"], single.body or b"{}"),
+        "host": {"cpus": _cpus(), "python": platform.python_version()},
+        **measured, "rss_mb": rss}
+    if args.nginx_log and args.nginx_log.is_file():
+        times = server_times_ms(args.nginx_log, log_offset, request_id(
+            Endpoint(batch_name(settings.batch_size), "nginx", "POST", ""), "measure"))
+        report["batch_server_ms"] = {"requests": len(times), "p50": _median(times)}
+    report["targets"] = judge(report)
     report["image"] = {"name": args.image, "size_bytes": image_size(args.image)}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     sys.stdout.write(table(report) + f"\nreport: {args.output}\n")
-    failed = sum(result["errors"] for result in report["endpoints"].values())
+    failed = sum(result["errors"] for result in measured["endpoints"].values())
     if failed:
         logger.error("%d requests failed; the figures above are not a valid benchmark", failed)
         return 1

@@ -64,6 +64,7 @@ class Inputs:
     card: dict[str, Any] | None = None
     gate: dict[str, Any] | None = None
     image: dict[str, Any] | None = None
+    bench: dict[str, Any] | None = None  # the last `make bench`, when one ran here
     build: dict[str, str] = field(default_factory=dict)
     missing: list[tuple[str, str]] = field(default_factory=list)
 
@@ -87,6 +88,9 @@ def collect(reports_dir: Path, environ: Mapping[str, str]) -> Inputs:
     image = reports_dir / "image.json"
     inputs.image = (_read(inputs, "image.json", _json) if image.exists()
                     else inspect_image(environ, (inputs.stages or {}).get("mode")))
+    # Optional too: `make bench` is run by people, not by every pipeline run.
+    if (reports_dir / "bench.json").exists():
+        inputs.bench = _read(inputs, "bench.json", _json)
     return inputs
 
 

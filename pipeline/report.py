@@ -208,6 +208,25 @@ def image_phrase(inputs: Inputs) -> str | None:
     return None  # native mode builds no image
 
 
+def bench_lines(bench: Mapping[str, Any]) -> list[str]:
+    """The last benchmark's headline figures, one phrase per line."""
+    endpoints = bench.get("endpoints") or {}
+    lines = [f"{bench.get('time', 'time unknown')}, model {bench.get('model_version')}, "
+             f"{bench.get('tool', 'load generator unknown')}"]
+    for name, result in endpoints.items():
+        latency = result.get("latency_ms") or {}
+        lines.append(f"{name}: {result.get('requests_per_second')} req/s, "
+                     f"p50 {latency.get('p50')} ms, p99 {latency.get('p99')} ms")
+    return lines
+
+
+def bench_target_rows(bench: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(target, value, goal, met) for each target the benchmark judged."""
+    met = {True: "yes", False: "no", None: "-"}
+    return [(str(item.get("what")), str(item.get("value")), str(item.get("target")),
+             met.get(item.get("met"), "-")) for item in bench.get("targets") or []]
+
+
 def context_items(inputs: Inputs, basis: str, generated: str) -> list[tuple[str, str]]:
     """Label/value pairs for the header: job, commit, branch, mode, duration."""
     build, stages = inputs.build, inputs.stages or {}
@@ -372,6 +391,11 @@ def render_html(inputs: Inputs, status: str, basis: str, phrase: str, generated:
             _section("Quality", "".join(_para(line) for line in quality)),
             _section("Model", _model_html(inputs)),
             _section("Gate", _gate_html(inputs))]
+    if inputs.bench:
+        body.append(_section("Last benchmark (make bench)",
+                             "".join(_para(line) for line in bench_lines(inputs.bench))
+                             + _table(["target", "value", "goal", "met"],
+                                      bench_target_rows(inputs.bench))))
     if inputs.missing:
         body.append(_section("Missing inputs", _list(
             [f"reports/{name}: {why}" for name, why in inputs.missing])))
@@ -423,6 +447,11 @@ def render_text(inputs: Inputs, status: str, basis: str, phrase: str, generated:
         lines.append(f"  image: {image}")
     lines += ["", "Model"] + _model_text(inputs)
     lines += ["", "Gate"] + _gate_text(inputs)
+    if inputs.bench:
+        lines += ["", "Last benchmark (make bench)"]
+        lines += [f"  {line}" for line in bench_lines(inputs.bench)]
+        lines += _text_table(["target", "value", "goal", "met"],
+                             bench_target_rows(inputs.bench))
     if inputs.missing:
         lines += ["", "Missing inputs"]
         lines += [f"  reports/{name}: {why}" for name, why in inputs.missing]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,11 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
+
+from training.fast_scorer import FAST, PIPELINE, FastScorer, FastScorerRefused, \
+    derive_fast_scorer
+
+logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.joblib"
 CARD_FILE = "model.json"
@@ -40,10 +47,17 @@ def sha256_of(path: Path) -> str:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified pipeline with its card."""
+    """A verified pipeline with its card, and the fast scorer verified against it, if any."""
 
     pipeline: Any
     card: dict[str, Any]
+    fast_scorer: FastScorer | None = None
+    fast_scorer_refusal: str = ""  # why the Pipeline scores requests, when it does
+
+    @property
+    def scoring_path(self) -> str:
+        """Which path scores requests: 'fast' or 'pipeline'."""
+        return FAST if self.fast_scorer is not None else PIPELINE
 
     @property
     def version(self) -> str:
@@ -59,6 +73,13 @@ class LoadedModel:
         """Probability of a bad credit risk for each row of `frame`."""
         classes = list(self.pipeline.classes_)
         return self.pipeline.predict_proba(frame)[:, classes.index(self.card["positive_label"])]
+
+    def predict_proba_bad_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Probability of a bad credit risk for validated applicant dicts (the request path):
+        the verified fast scorer when there is one, else the Pipeline."""
+        if self.fast_scorer is not None:
+            return self.fast_scorer.predict_proba_bad(rows)
+        return self.predict_proba_bad(pd.DataFrame(list(rows), columns=self.card["features"]))
 
     def decide(self, probabilities: np.ndarray) -> list[str]:
         """Turn probabilities of bad risk into decisions with the card's threshold."""
@@ -107,7 +128,22 @@ def load_artifact(directory: Path) -> LoadedModel:
         raise ModelIntegrityError(
             f"{model_path}: built with scikit-learn {built_with}, "
             f"this environment has {sklearn.__version__}")
-    return LoadedModel(pipeline=joblib.load(model_path), card=card)
+    return with_fast_scorer(LoadedModel(pipeline=joblib.load(model_path), card=card))
+
+
+def with_fast_scorer(model: LoadedModel) -> LoadedModel:
+    """The model with a fast scorer that agrees with its Pipeline, or with the reason why
+    the Pipeline itself will score (logged)."""
+    try:
+        scorer = derive_fast_scorer(model.pipeline, model.card)
+    except FastScorerRefused as error:
+        logger.warning("model %s: scoring with the scikit-learn Pipeline, no fast scorer: %s",
+                       model.version, error)
+        return LoadedModel(model.pipeline, model.card, fast_scorer_refusal=str(error))
+    # Debug only: the CLI prints JSON on stdout, where its log lines go too.
+    logger.debug("model %s: scoring with the fast %s scorer (agrees with the Pipeline)",
+                 model.version, scorer.family)
+    return LoadedModel(model.pipeline, model.card, fast_scorer=scorer)
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -95,12 +95,14 @@ def feature_drift(values: pd.Series, reference: dict[str, Any], name: str,
                  f"(reference {reference['median']:g})"
         return FeatureDrift(name, value, None, value >= threshold, detail)
     categories = list(reference["fractions"])
-    shares = values.value_counts(normalize=True)
-    unseen = sorted(set(values.unique()) - set(categories))
+    # One counting pass; shares, unseen labels and the chi-square counts all come from it.
+    tally = values.value_counts()
+    shares = tally / tally.sum()
+    unseen = sorted(set(tally.index) - set(categories))
     expected = [reference["fractions"][c] for c in categories]
     actual = [float(shares.get(c, 0.0)) for c in categories]
     value = psi(expected, actual)
-    counts = np.array([int((values == c).sum()) for c in categories], dtype=float)
+    counts = np.array([int(tally.get(c, 0)) for c in categories], dtype=float)
     p_value = None
     if counts.sum() > 0:
         expected_counts = np.maximum(np.array(expected), EPSILON)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,15 @@ def metric_value(client: FlaskClient, sample: str) -> float | None:
         if line.startswith(sample + " "):
             return float(line.rsplit(" ", 1)[1])
     return None
+
+
+def wait_for_metric(client: FlaskClient, sample: str, expected: Any,
+                    deadline_seconds: float = 30.0) -> bool:
+    """Whether the sample reaches `expected` before the deadline (for values a background
+    thread publishes, such as drift)."""
+    deadline = time.monotonic() + deadline_seconds
+    while metric_value(client, sample) != expected:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from flask.testing import FlaskClient
 
-from tests.api.conftest import metric_value
+from tests.api.conftest import metric_value, wait_for_metric
 from tests.conftest import ROOT
 from training.config import TrainingConfig
 from training.drift import drift_report
@@ -74,13 +74,14 @@ def test_metrics_publish_feature_drift_of_the_recent_window(
     assert metric_value(client, 'credit_feature_drift_psi{feature="amount"}') is None, \
         "not computed before DRIFT_EVERY rows"
     client.post("/api/v1/predict", json={"instances": rows[9:]})
+    # The drift thread publishes the row count after the PSI of every input.
+    assert wait_for_metric(client, "credit_drift_window_rows", 10.0)
     expected = drift_report(pd.DataFrame(rows), trained_model.card["reference"],
                             TrainingConfig().drift_psi_threshold)
     for item in expected.features:
         assert metric_value(client, f'credit_feature_drift_psi{{feature="{item.feature}"}}') \
             == pytest.approx(item.psi)
     assert len(expected.features) == len(FEATURES)
-    assert metric_value(client, "credit_drift_window_rows") == 10.0
 
 
 def test_metrics_drift_window_keeps_only_the_last_rows(
@@ -92,7 +93,8 @@ def test_metrics_drift_window_keeps_only_the_last_rows(
     client.post("/api/v1/predict", json={"instances": new})
     expected = drift_report(pd.DataFrame(new), trained_model.card["reference"], 0.25)
     age = next(item.psi for item in expected.features if item.feature == "age")
-    assert metric_value(client, 'credit_feature_drift_psi{feature="age"}') == pytest.approx(age)
+    assert wait_for_metric(client, 'credit_feature_drift_psi{feature="age"}',
+                           pytest.approx(age))
 
 
 MULTIPROCESS_SCRIPT = """

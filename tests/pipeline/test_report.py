@@ -183,3 +183,23 @@ def test_image_is_looked_up_only_in_docker_mode_and_only_when_it_exists() -> Non
     assert inspect_image(absent, "docker") is None  # a missing image is "size unknown"
     assert inspect_image({"APP_IMAGE": "credit-risk-app"}, "native") is None
     assert inspect_image({}, "docker") is None
+
+
+def test_last_benchmark_is_shown_only_when_bench_json_exists(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    report.write_summary(tmp_path, {})
+    assert "Last benchmark" not in (tmp_path / "summary.txt").read_text()
+    bench = {"time": "2026-12-03T12:00:00+00:00", "model_version": "v7", "tool": "wrk 4.1.0",
+             "endpoints": {"predict_single_nginx": {"requests_per_second": 812.5,
+                                                    "latency_ms": {"p50": 9.1, "p99": 31.0}}},
+             "targets": [{"what": "1  one-row predict / /healthz, through NGINX (req/s)",
+                          "value": 0.61, "target": ">= 0.5", "met": True}]}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    summary = report.write_summary(tmp_path, {})
+    text = (tmp_path / "summary.txt").read_text()
+    assert "Last benchmark (make bench)" in text
+    assert "predict_single_nginx: 812.5 req/s, p50 9.1 ms, p99 31.0 ms" in text
+    assert re.search(r"one-row predict / /healthz, through NGINX \(req/s\)\s+0.61\s+>= 0.5\s+yes",
+                     text)
+    page = " ".join(parse_html(summary.html).text)
+    assert "Last benchmark (make bench)" in page and "812.5 req/s" in page

@@ -1,0 +1,125 @@
+"""The benchmark's arithmetic and report format (no timing is judged here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import bench
+
+
+def result(rps: float, rows: int = 0, p50: float = 1.0, p99: float = 2.0) -> dict[str, Any]:
+    """One endpoint's summary as Samples.summary writes it."""
+    return {"requests_per_second": rps, "rows_per_second": rps * rows,
+            "requests_per_second_per_round": [rps], "latency_ms": {"p50": p50, "p99": p99}}
+
+
+def report(**changes: Any) -> dict[str, Any]:
+    """A report in which every target is exactly on its bound."""
+    base: dict[str, Any] = {
+        "batch_size": 1000,
+        "endpoints": {bench.NOOP: result(1000.0), bench.HEALTHZ_DIRECT: result(600.0),
+                      bench.HEALTHZ_NGINX: result(400.0),
+                      bench.SINGLE_NGINX: result(200.0, rows=1),
+                      bench.batch_name(1000): result(10.0, rows=1000)},
+        "paced": {bench.PACED_PREDICT: result(100.0, rows=1, p99=8.0),
+                  bench.PACED_NOOP: result(100.0, p99=4.0)},
+        "batch_server_ms": {"requests": 30, "p50": 49.99},
+    }
+    base.update(changes)
+    return base
+
+
+def test_target_values_are_the_issue_ratios() -> None:
+    assert bench.target_values(report()) == {
+        "predict_vs_healthz_nginx": 0.5, "healthz_vs_noop": 0.6, "batch_server_p50_ms": 49.99,
+        "batch_vs_single_rows": 50.0, "paced_p99_vs_noop": 2.0}
+
+
+def test_a_value_on_its_bound_meets_the_target_except_the_strict_server_time() -> None:
+    assert [item["met"] for item in bench.judge(report())] == [True] * 5
+    on_bound = report(batch_server_ms={"requests": 30, "p50": 50.0})
+    assert {item["key"]: item["met"] for item in bench.judge(on_bound)}[
+        "batch_server_p50_ms"] is False
+
+
+def test_a_target_without_measurements_is_neither_met_nor_missed() -> None:
+    judged = bench.judge(report(batch_server_ms={}))
+    assert {item["key"]: item["met"] for item in judged}["batch_server_p50_ms"] is None
+
+
+def test_samples_summary_adds_requests_over_rounds() -> None:
+    samples = bench.Samples([bench.WrkRun(100, 0, 2.0, 1.0, 5.0, 0.1),
+                             bench.WrkRun(300, 1, 2.0, 3.0, 9.0, 0.1),
+                             bench.WrkRun(200, 0, 2.0, 2.0, 7.0, 0.1)])
+    endpoint = bench.Endpoint("batch", "nginx", "POST", "/api/v1/predict", b"{}", rows=10)
+    summary = samples.summary(endpoint)
+    assert summary["requests_per_second"] == 100.0
+    assert summary["rows_per_second"] == 1000.0
+    assert summary["requests_per_second_per_round"] == [50.0, 150.0, 100.0]
+    assert summary["latency_ms"] == {"p50": 2.0, "p99": 7.0, "p99_max": 9.0}
+    assert summary["errors"] == 1
+
+
+def test_a_run_without_answers_does_not_count_as_zero_latency() -> None:
+    samples = bench.Samples([bench.WrkRun(0, 0, 5.0, 0.0, 0.0, 0.1),
+                             bench.WrkRun(100, 0, 5.0, 4.0, 9.0, 0.1)])
+    summary = samples.summary(bench.Endpoint("x", "nginx", "GET", "/healthz"))
+    assert summary["latency_ms"] == {"p50": 4.0, "p99": 9.0, "p99_max": 9.0}
+    assert summary["requests_per_second"] == 10.0
+
+
+def test_the_wrk_script_sends_the_body_and_paces_when_asked(tmp_path: Path) -> None:
+    endpoint = bench.Endpoint("one", "nginx", "POST", "/api/v1/predict", b'{"a": 1}', rows=1)
+    script = bench.wrk_script(endpoint, "paced", tmp_path, interval_ms=80.0).read_text()
+    assert 'wrk.method = "POST"' in script
+    assert f"io.open([[{tmp_path / 'one.json'}]]" in script
+    assert (tmp_path / "one.json").read_bytes() == b'{"a": 1}'
+    assert '"X-Request-ID"] = "bench-one-paced"' in script
+    assert "return 80.000" in script
+    plain = bench.wrk_script(bench.Endpoint("get", "noop", "GET", "/healthz"), "measure",
+                             tmp_path).read_text()
+    assert "delay" not in plain and "wrk.body" not in plain
+
+
+def test_the_result_line_is_found_among_wrk_output() -> None:
+    output = ("Running 5s test @ http://x\n" + bench.RESULT_MARK
+              + '{"requests":10,"duration_us":5000000,"errors":0,"p50_us":900,"p99_us":2000}\n')
+    assert bench.parse_result(output)["requests"] == 10
+    with pytest.raises(RuntimeError, match="no result line"):
+        bench.parse_result("Running 5s test\n")
+
+
+def test_server_times_come_from_the_batch_requests_after_the_offset(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    old = json.dumps({"request_id": "b", "status": 200, "upstream_response_time": "9.000"})
+    log.write_text(old + "\n")
+    offset = log.stat().st_size
+    lines = [{"request_id": "b", "status": 200, "upstream_response_time": "0.012"},
+             {"request_id": "b", "status": 200, "upstream_response_time": "0.010, 0.005"},
+             {"request_id": "b", "status": 502, "upstream_response_time": "0.001"},
+             {"request_id": "other", "status": 200, "upstream_response_time": "0.100"}]
+    with open(log, "a") as handle:
+        handle.write("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
+    assert bench.server_times_ms(log, offset, "b") == pytest.approx([12.0, 15.0])
+
+
+def test_the_table_shows_endpoints_targets_cpu_and_memory() -> None:
+    full = report(tool="wrk 4.1.0", connections=8, rounds=3, seconds=5.0, model_version="v1",
+                  host={"cpus": 2}, load_generator={"machine_share": 0.21, "cores_used": 0.42},
+                  rss_mb={"service": [101.5, 102.0], "noop": [40.1]}, image={})
+    full["paced"]["target_requests_per_second"] = 100.0
+    full["targets"] = bench.judge(full)
+    text = bench.table(full)
+    assert "predict_single_nginx" in text and "paced_noop" in text
+    assert "1  one-row predict / /healthz, through NGINX (req/s)" in text
+    assert "21% of the machine" in text
+    assert "service 101.5, 102.0 MB; bare Flask 40.1 MB" in text
+
+
+def test_applicants_cycle_the_data_when_a_batch_is_larger() -> None:
+    rows = bench.applicants(1500)
+    assert len(rows) == 1500 and rows[1000] == rows[0]
