@@ -155,6 +155,13 @@ def report(mutmut: str, reports_dir: Path, seconds: float | None = None) -> dict
     return summary
 
 
+def rewrite_reports(mutmut: str, reports_dir: Path) -> int:
+    """`report`: the reports again from the results in mutants/ (after editing the list of
+    equivalent mutants, say)."""
+    report(mutmut, reports_dir)
+    return 0
+
+
 def run_mutmut(mutmut: str, workdir: Path, jobs: int, names: list[str]) -> None:
     """`mutmut run` in `workdir`; its progress goes to this process's output."""
     command = [mutmut, "run", "--max-children", str(jobs), *names]
@@ -241,13 +248,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     arguments = build_parser().parse_args(argv)
+    commands = {
+        "sample": lambda: run_sample(arguments.mutmut, arguments.jobs),
+        "full": lambda: full(arguments.mutmut, arguments.reports, arguments.jobs,
+                             arguments.resume),
+        "report": lambda: rewrite_reports(arguments.mutmut, arguments.reports),
+    }
     try:
-        if arguments.command == "sample":
-            return run_sample(arguments.mutmut, arguments.jobs)
-        if arguments.command == "full":
-            return full(arguments.mutmut, arguments.reports, arguments.jobs, arguments.resume)
-        report(arguments.mutmut, arguments.reports)
-        return 0
+        return commands[arguments.command]()
     except (RuntimeError, ValueError, OSError) as error:
         logger.error("%s", error)
         return 1

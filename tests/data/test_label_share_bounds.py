@@ -31,34 +31,33 @@ def label_balance(frame: pd.DataFrame, config: TrainingConfig) -> bool:
     return check.passed
 
 
-@pytest.mark.parametrize(("bad", "total", "passes"), [
-    (1, 20, True),     # 5 %: exactly the lower bound
-    (16, 20, True),    # 80 %: exactly the upper bound
-    (1, 21, False),    # 4.8 %
-    (17, 21, False),   # 81.0 %
-])
-def test_incoming_batch_label_share_bounds(data_file: Path, bad: int, total: int,
-                                           passes: bool) -> None:
-    limits = batch_limits(CONFIG)
-    assert (limits.min_bad_fraction, limits.max_bad_fraction) == (0.05, 0.80)
-    assert label_balance(labelled_rows(data_file, bad, total), limits) is passes
+# (bounds, bad rows, total rows, passes): each bound exactly, then just past it.
+CASES = [
+    ("batch", 1, 20, True),      # 5 %: the batch's lower bound
+    ("batch", 16, 20, True),     # 80 %: the batch's upper bound
+    ("batch", 1, 21, False),     # 4.8 %
+    ("batch", 17, 21, False),    # 81.0 %
+    ("training", 3, 20, True),   # 15 %: the training set's lower bound
+    ("training", 9, 20, True),   # 45 %: the training set's upper bound
+    ("training", 3, 21, False),  # 14.3 %
+    ("training", 10, 21, False),  # 47.6 %
+]
+LIMITS = {"batch": batch_limits(CONFIG), "training": TrainingConfig(min_rows=20)}
 
 
-@pytest.mark.parametrize(("bad", "total", "passes"), [
-    (3, 20, True),     # 15 %: exactly the lower bound
-    (9, 20, True),     # 45 %: exactly the upper bound
-    (3, 21, False),    # 14.3 %
-    (10, 21, False),   # 47.6 %
-])
-def test_training_set_label_share_bounds(data_file: Path, bad: int, total: int,
-                                         passes: bool) -> None:
-    config = TrainingConfig(min_rows=20)
-    assert label_balance(labelled_rows(data_file, bad, total), config) is passes
+def test_the_batch_bounds_are_5_and_80_percent() -> None:
+    assert (LIMITS["batch"].min_bad_fraction, LIMITS["batch"].max_bad_fraction) == (0.05, 0.80)
+
+
+@pytest.mark.parametrize(("bounds", "bad", "total", "passes"), CASES)
+def test_label_share_exactly_on_a_bound_passes_and_past_it_fails(
+        data_file: Path, bounds: str, bad: int, total: int, passes: bool) -> None:
+    assert label_balance(labelled_rows(data_file, bad, total), LIMITS[bounds]) is passes
 
 
 def test_a_batch_with_a_share_the_training_bounds_refuse_passes_the_batch_bounds(
         data_file: Path) -> None:
     # 10 %: label shift in a batch is news, not an error; for a whole training set it is.
     rows = labelled_rows(data_file, 2, 20)
-    assert label_balance(rows, batch_limits(CONFIG))
-    assert not label_balance(rows, TrainingConfig(min_rows=20))
+    assert label_balance(rows, LIMITS["batch"])
+    assert not label_balance(rows, LIMITS["training"])
