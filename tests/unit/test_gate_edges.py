@@ -3,6 +3,8 @@ champion re-scored on the challenger's holdout rows rather than judged by its ow
 
 from __future__ import annotations
 
+import json
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,56 @@ def test_champion_is_rescored_on_the_challengers_holdout_rows(
     expected = score(load_artifact(trained_model_dir), holdout, config)
     assert result.champion["metrics"]["roc_auc"] == pytest.approx(expected["roc_auc"])
     assert result.champion["metrics"] == result.challenger["metrics"]  # the same model
+
+
+def test_each_decision_records_every_check_both_models_and_its_reason() -> None:
+    challenger, champion = model("new", 0.8125), model("old", 0.8125)
+    floor_details = ["holdout roc_auc 0.8125 >= floor 0.7500",
+                     "holdout recall_bad 0.8750 >= floor 0.6250"]
+    comparison = ("challenger ROC AUC 0.8125 vs champion 0.8125 on the same holdout rows "
+                  "(difference +0.0000; tolerance 0.0625)")
+    promoted = gate.decide(challenger, champion, CONFIG).to_dict()
+    assert promoted == {
+        "decision": "promoted",
+        "reasons": ["passed the floor and holds up against champion old: " + comparison],
+        "checks": [{"name": "floor_roc_auc", "passed": True, "detail": floor_details[0]},
+                   {"name": "floor_recall_bad", "passed": True, "detail": floor_details[1]},
+                   {"name": "champion_roc_auc", "passed": True, "detail": comparison}],
+        "challenger": challenger, "champion": champion, "newest_batch": None}
+    first = gate.decide(challenger, None, CONFIG, champion_note="").to_dict()
+    assert first["reasons"] == ["no production model yet: the floor alone decides, and it passed"]
+    assert (first["checks"], first["challenger"], first["champion"]) == (
+        promoted["checks"][:2], challenger, None)
+    low = model("new", 0.5)
+    failed = gate.decide(low, champion, CONFIG).to_dict()
+    assert failed["reasons"] == ["under the absolute floor: holdout roc_auc 0.5000 < floor 0.7500"]
+    assert (failed["checks"][0]["passed"], failed["challenger"], failed["champion"]) == (
+        False, low, champion)
+    two = gate.floor_only(model("new", 0.5, 0.5), CONFIG).to_dict()
+    assert two["reasons"] == ["under the absolute floor: holdout roc_auc 0.5000 < floor 0.7500; "
+                              "holdout recall_bad 0.5000 < floor 0.6250"]
+    assert two["challenger"] == model("new", 0.5, 0.5) and len(two["checks"]) == 2
+    passed = gate.floor_only(challenger, CONFIG).to_dict()
+    assert passed["reasons"] == ["passed the absolute floor; champion/challenger runs later "
+                                 "against the production registry"]
+    assert (passed["checks"], passed["challenger"]) == (promoted["checks"][:2], challenger)
+
+
+def test_the_junit_report_names_every_check_with_its_detail(tmp_path: Path) -> None:
+    result = gate.decide(model("new", 0.75), model("old", 0.8126), CONFIG)
+    gate.write_reports(result, tmp_path)
+    root = ElementTree.parse(tmp_path / "junit-gate.xml").getroot()
+    assert root.tag == "testsuites"
+    (suite,) = root
+    assert suite.attrib == {"name": "model-gate", "tests": "3", "failures": "1", "errors": "0",
+                            "skipped": "0"}
+    cases = list(suite)
+    assert [case.attrib for case in cases] == [
+        {"classname": "model_gate", "name": name, "time": "0"}
+        for name in ("floor_roc_auc", "floor_recall_bad", "champion_roc_auc")]
+    assert cases[0].find("system-out").text == "holdout roc_auc 0.7500 >= floor 0.7500"
+    failure = cases[2].find("failure")
+    assert failure.get("message") == result.checks[2].detail
+    assert failure.text == "decision: champion_kept\n" + result.reasons[0]
+    assert json.loads((tmp_path / "gate.json").read_text()) == result.to_dict()
+    assert (tmp_path / "junit-gate.xml").read_text().startswith("<?xml version='1.0' encoding")
