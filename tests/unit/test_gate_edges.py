@@ -102,6 +102,11 @@ def test_each_decision_records_every_check_both_models_and_its_reason() -> None:
     assert failed["reasons"] == ["under the absolute floor: holdout roc_auc 0.5000 < floor 0.7500"]
     assert (failed["checks"][0]["passed"], failed["challenger"], failed["champion"]) == (
         False, low, champion)
+    both = gate.decide(model("new", 0.5, 0.5), champion, CONFIG).to_dict()
+    assert both["reasons"] == ["under the absolute floor: holdout roc_auc 0.5000 < floor "
+                               "0.7500; holdout recall_bad 0.5000 < floor 0.6250"]
+    kept = gate.decide(model("new", 0.75), model("old", 0.8126), CONFIG).to_dict()
+    assert (kept["challenger"], kept["champion"]) == (model("new", 0.75), model("old", 0.8126))
     two = gate.floor_only(model("new", 0.5, 0.5), CONFIG).to_dict()
     assert two["reasons"] == ["under the absolute floor: holdout roc_auc 0.5000 < floor 0.7500; "
                               "holdout recall_bad 0.5000 < floor 0.6250"]
@@ -114,8 +119,10 @@ def test_each_decision_records_every_check_both_models_and_its_reason() -> None:
 
 def test_the_junit_report_names_every_check_with_its_detail(tmp_path: Path) -> None:
     result = gate.decide(model("new", 0.75), model("old", 0.8126), CONFIG)
-    gate.write_reports(result, tmp_path)
-    root = ElementTree.parse(tmp_path / "junit-gate.xml").getroot()
+    result.reasons.append("a second reason")
+    reports = tmp_path / "reports" / "gate"  # created with its parents
+    gate.write_reports(result, reports)
+    root = ElementTree.parse(reports / "junit-gate.xml").getroot()
     assert root.tag == "testsuites"
     (suite,) = root
     assert suite.attrib == {"name": "model-gate", "tests": "3", "failures": "1", "errors": "0",
@@ -127,6 +134,7 @@ def test_the_junit_report_names_every_check_with_its_detail(tmp_path: Path) -> N
     assert cases[0].find("system-out").text == "holdout roc_auc 0.7500 >= floor 0.7500"
     failure = cases[2].find("failure")
     assert failure.get("message") == result.checks[2].detail
-    assert failure.text == "decision: champion_kept\n" + result.reasons[0]
-    assert json.loads((tmp_path / "gate.json").read_text()) == result.to_dict()
-    assert (tmp_path / "junit-gate.xml").read_text().startswith("<?xml version='1.0' encoding")
+    assert failure.text == "decision: champion_kept\n" + result.reasons[0] + "\na second reason"
+    assert json.loads((reports / "gate.json").read_text()) == result.to_dict()
+    assert (reports / "junit-gate.xml").read_text().splitlines()[0] \
+        == "<?xml version='1.0' encoding='utf-8'?>"
