@@ -477,3 +477,21 @@ monitor: setup ## retraining needed? (drift, live performance); ACTION=none|retr
 
 simulate: setup ## write a SIMULATED labelled batch to data/incoming: KIND AMOUNT ROWS SEED
 	$(PY) -m training simulate --kind $(KIND) --amount $(AMOUNT) --rows $(ROWS) --seed $(SEED)
+
+# --- mutation testing (issue 16) ------------------------------------------------------------
+# mutmut mutates the core modules setup.cfg's [mutmut] section lists and runs the fast test
+# kinds against each mutant (details: pipeline/mutation.py). The full run takes hours on two
+# cores: Jenkins runs it weekly; CI runs the fixed sample. MUTATION_RESUME=1 continues an
+# interrupted full run from mutants/.
+MUTMUT := $(abspath $(VENV))/bin/mutmut
+MUTATION_JOBS ?= 2
+MUTATION_RESUME ?=
+
+.PHONY: mutation mutation-sample
+
+mutation: setup | $(REPORTS) ## mutation testing of the core (hours): reports/mutation.json, mutation-survivors.txt
+	$(PY) -m pipeline.mutation full --mutmut $(MUTMUT) --jobs $(MUTATION_JOBS) \
+		--reports $(REPORTS) $(if $(MUTATION_RESUME),--resume)
+
+mutation-sample: setup ## the checked-in sample of mutants (tests/mutation/sample-mutants.txt) must all be killed
+	$(PY) -m pipeline.mutation sample --mutmut $(MUTMUT) --jobs $(MUTATION_JOBS)

@@ -227,6 +227,20 @@ def bench_target_rows(bench: Mapping[str, Any]) -> list[tuple[str, str, str, str
              met.get(item.get("met"), "-")) for item in bench.get("targets") or []]
 
 
+def mutation_phrase(reports_dir: Path) -> str | None:
+    """The score of the last `make mutation` (reports/mutation.json), None when it never ran."""
+    path = reports_dir / "mutation.json"
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text())
+        judged = result["mutants"] - len(result["equivalent"])
+        return (f"{100 * result['score']:.1f}% of mutants killed ({result['killed']}/{judged}; "
+                f"{result['survived']} survived, {len(result['equivalent'])} equivalent)")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"reports/mutation.json is unreadable ({error!r})"
+
+
 def context_items(inputs: Inputs, basis: str, generated: str) -> list[tuple[str, str]]:
     """Label/value pairs for the header: job, commit, branch, mode, duration."""
     build, stages = inputs.build, inputs.stages or {}
@@ -385,6 +399,9 @@ def render_html(inputs: Inputs, status: str, basis: str, phrase: str, generated:
     image = image_phrase(inputs)
     if image:
         quality.append(f"Image: {image}")
+    mutation = mutation_phrase(inputs.reports_dir)
+    if mutation:
+        quality.append(f"Mutation testing: {mutation}")
     body = [_links_html(inputs.build),
             _section("Stages", _stages_html(inputs)),
             _section("Tests", _tests_html(inputs)),
@@ -445,6 +462,9 @@ def render_text(inputs: Inputs, status: str, basis: str, phrase: str, generated:
     image = image_phrase(inputs)
     if image:
         lines.append(f"  image: {image}")
+    mutation = mutation_phrase(inputs.reports_dir)
+    if mutation:
+        lines.append(f"  mutation testing: {mutation}")
     lines += ["", "Model"] + _model_text(inputs)
     lines += ["", "Gate"] + _gate_text(inputs)
     if inputs.bench:

@@ -196,8 +196,13 @@ def run(arguments: argparse.Namespace) -> None:
     if predicted_version != ready_version:
         raise SmokeError(f"/readyz names model {ready_version} but the prediction came from "
                          f"{predicted_version}")
-    if expected is not None:  # wait_ready returned only once /readyz named it
-        logger.info("ok   model version %s is the expected one", expected)
+    if expected is not None:
+        # wait_ready returns once /readyz names the expected version; checked again here so
+        # that the success line can only ever report what the service served.
+        if predicted_version != expected:
+            raise SmokeError(f"the service serves model {predicted_version}, "
+                             f"expected {expected}")
+        logger.info("ok   model version %s is the expected one", predicted_version)
     check_metrics_not_public(base_url, arguments.timeout)
 
 

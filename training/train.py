@@ -84,6 +84,12 @@ def monotonic_constraints() -> list[int]:
     return [1 if name in rising else 0 for name in encoded_feature_names()]
 
 
+def models_bad_risk(labels: np.ndarray) -> bool:
+    """Whether a binary estimator fitted on `labels` models the bad risk: it models the last
+    class in sorted order, True (bad) for the boolean target but "good" for the labels."""
+    return sorted(set(labels))[-1] in (True, POSITIVE_LABEL)
+
+
 def encoded_feature_names() -> list[str]:
     """Column names after preprocessing, in the order the estimator sees them."""
     return list(build_preprocessor().fit(reference_frame()).get_feature_names_out())
@@ -145,7 +151,13 @@ def train_model(train: pd.DataFrame, config: TrainingConfig) -> TrainedModel:
                 family, threshold)
     # The target was fitted as booleans; refit on labels so predict_proba names the classes.
     pipeline = best.best_estimator_
-    pipeline.fit(inputs, train[TARGET].to_numpy())
+    labels = train[TARGET].to_numpy()
+    constraints = pipeline.named_steps["estimator"].get_params().get("monotonic_cst")
+    if constraints is not None and not models_bad_risk(labels):
+        # The constraints were set for P(bad); fitted on the labels, the estimator models
+        # P(good), so a risk that rises is a modelled probability that falls.
+        pipeline.set_params(estimator__monotonic_cst=[-sign for sign in constraints])
+    pipeline.fit(inputs, labels)
     return TrainedModel(pipeline=pipeline, family=family,
                         hyperparameters={k.split("__", 1)[1]: v
                                          for k, v in best.best_params_.items()},

@@ -203,3 +203,21 @@ def test_last_benchmark_is_shown_only_when_bench_json_exists(tmp_path: Path) -> 
                      text)
     page = " ".join(parse_html(summary.html).text)
     assert "Last benchmark (make bench)" in page and "812.5 req/s" in page
+
+
+def test_mutation_score_is_shown_when_a_mutation_run_left_its_report(tmp_path: Path) -> None:
+    from pipeline.mutation import summarise, write_reports
+
+    builders.green(tmp_path)
+    assert "mutation" not in report.build_summary(tmp_path, {}).text.lower()
+    results = {"training.gate.x_a__mutmut_1": "killed", "training.gate.x_a__mutmut_2": "timeout",
+               "training.gate.x_a__mutmut_3": "killed", "training.gate.x_a__mutmut_4": "survived",
+               "training.gate.x_a__mutmut_5": "survived"}
+    equivalent = {"training.gate.x_a__mutmut_5": "only the log line's wording changes"}
+    write_reports(summarise(results, equivalent, 12.0), tmp_path, {})
+    summary = report.build_summary(tmp_path, {})
+    expected = "75.0% of mutants killed (3/4; 1 survived, 1 equivalent)"
+    assert f"mutation testing: {expected}" in summary.text
+    assert f"Mutation testing: {expected}" in summary.html
+    survivors = (tmp_path / "mutation-survivors.txt").read_text()
+    assert "== training.gate.x_a__mutmut_4" in survivors and "mutmut_5" not in survivors
