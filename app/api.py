@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app.errors import ApiError, error_response
+from app.model_holder import MODEL_VERSION_HEADER
 from app.openapi import build_openapi
 from app.prediction_log import utc_now
 from app.scoring import current_model, score_rows
@@ -59,9 +60,11 @@ def predict() -> Any:
     except ValidationFailed as error:
         raise _validation_error(error) from None
     model, scored = score_rows(rows, g.request_id, batch)
-    return jsonify({"request_id": g.request_id, "model_version": model.version,
-                    "threshold": model.threshold,
-                    "predictions": [item.to_dict() for item in scored]})
+    response = jsonify({"request_id": g.request_id, "model_version": model.version,
+                        "threshold": model.threshold,
+                        "predictions": [item.to_dict() for item in scored]})
+    response.headers[MODEL_VERSION_HEADER] = model.version
+    return response
 
 
 @bp.get("/api/v1/model")
@@ -107,9 +110,13 @@ def healthz() -> Any:
 @bp.get("/readyz")
 def readyz() -> Any:
     """Readiness: 200 with the version once a verified model is loaded, else 503."""
-    model = service().holder.get()
+    state = service()
+    model = state.holder.get()
     if model is None:
         return error_response(503, "No verified model is loaded yet.")
+    if not state.metrics.writable():
+        # A worker that cannot write its metrics file dies of SIGBUS on the next sample.
+        return error_response(503, "The metrics directory is full or missing.")
     return jsonify(status="ready", model_version=model.version)
 
 

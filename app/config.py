@@ -20,7 +20,8 @@ DEFAULTS: dict[str, Any] = {
     # The prediction log is renamed aside (never deleted) once it reaches this size;
     # 0 disables rotation.
     "PREDICTION_LOG_MAX_BYTES": 64 * 1024 * 1024,
-    # How often (seconds) a worker reads the production pointer; 0 = on every request.
+    # How often (seconds) each worker's watcher thread reads the production pointer, with or
+    # without traffic; 0 = on every request instead, no thread (tests and debugging only).
     "MODEL_RELOAD_SECONDS": 5.0,
     # Rows per request, and bytes per request body (Flask answers 413 above it).
     "MAX_BATCH_SIZE": 100,
