@@ -7,7 +7,6 @@ reference, or when live performance on labelled requests fell under the gate's f
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import deque
@@ -22,6 +21,7 @@ import requests
 from training.config import TrainingConfig
 from training.drift import drift_report
 from training.evaluate import classification_metrics
+from training.jsonlines import read_records
 from training.schema import INPUTS, POSITIVE_LABEL
 
 logger = logging.getLogger(__name__)
@@ -51,19 +51,7 @@ def read_json_lines(path: Path, last: int | None = None) -> list[dict[str, Any]]
     ever, memory must not); a torn line (a write in progress) is skipped."""
     if not path.is_file():
         return []
-    records: deque[dict[str, Any]] = deque(maxlen=last)
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                logger.warning("%s:%d: skipping a line that is not JSON", path, number)
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-    return list(records)
+    return list(deque(read_records(path), maxlen=last))
 
 
 def prediction_frame(records: list[dict[str, Any]], window: int) -> pd.DataFrame:
