@@ -127,24 +127,33 @@ class JunkLoad:
 
 @dataclass(frozen=True)
 class IdOutcome(Outcome):
-    """An outcome with the request id the service answered (empty when it did not)."""
+    """An outcome with the request id the service answered (empty when it did not) and
+    when the request started and ended (time.monotonic())."""
 
     request_id: str = ""
+    started: float = 0.0
+    ended: float = 0.0
 
 
 class IdRecordingLoad(BackgroundLoad):
-    """A background load that also records the request id of every answer."""
+    """A background load that also records the request id and timing of every answer."""
+
+    def stop(self) -> None:
+        """Stop sending and wait for the requests in flight (leaving the block does too)."""
+        self.__exit__(None, None, None)
 
     def _send(self, session: requests.Session) -> Outcome:
+        started = time.monotonic()
         try:
             response = session.post(self.url, json=self.payload, timeout=30)
         except requests.RequestException as error:
-            return IdOutcome(0, error=str(error))
+            return IdOutcome(0, error=str(error)[:200], started=started,
+                             ended=time.monotonic())
         body = response.json() if response.headers.get("Content-Type", "").startswith(
             "application/json") else {}
         return IdOutcome(response.status_code, body.get("model_version"),
                          "" if response.status_code == 200 else response.text[:200],
-                         body.get("request_id", ""))
+                         body.get("request_id", ""), started, time.monotonic())
 
 
 def fill_disk(directory: Path, leave_bytes: int = 0) -> Path:

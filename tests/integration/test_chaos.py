@@ -2,8 +2,12 @@
 
 Clients keep scoring through NGINX the whole time. Every valid request must get a 200 or
 the documented 503 (no model yet, or the prediction could not be logged), and the
-prediction log must hold exactly the ids of the 200 answers: nothing lost, nothing
-invented, whatever broke.
+prediction log must hold the ids of the 200 answers: nothing lost, nothing invented.
+
+The one exception is SIGKILL itself: a request the killed worker was answering may break
+(NGINX retries a predict whose worker died before answering, but not one whose answer had
+started), and its line may be in the log. So at most THREADS requests may fail, only those
+in flight at the kill, and at most as many lines may lack a 200.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,7 @@ from training.registry import POINTER_FILE, Registry
 pytestmark = pytest.mark.slow
 
 WORKERS = 2
+THREADS = 4  # Gunicorn's default threads per worker (tests/servers.py)
 STEP_SECONDS = 90.0
 
 
@@ -63,6 +70,7 @@ def test_every_answer_is_200_or_503_and_the_log_holds_exactly_the_200s(
                                STEP_SECONDS), f"{new} never served alone"
         # 2. A killed worker: replaced, the master stays up.
         victim = worker_pids(stack.app.pid)[0]
+        killed_at = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: victim not in worker_pids(stack.app.pid)
                    and len(worker_pids(stack.app.pid)) == WORKERS,
@@ -88,15 +96,20 @@ def test_every_answer_is_200_or_503_and_the_log_holds_exactly_the_200s(
         assert load.wait_until(lambda done: all(o.status == 200 for o in done[-20:]),
                                STEP_SECONDS), "predictions did not recover after the disk"
         assert stack.app.process.poll() is None
+        load.stop()  # every request finished: the log is complete
         log_ids = logged_ids(log_disk)
     outcomes = load.outcomes
     statuses = {status: sum(o.status == status for o in outcomes)
                 for status in {o.status for o in outcomes}}
-    answered = [o.request_id for o in outcomes if o.status == 200]
+    answered = Counter(o.request_id for o in outcomes if o.status == 200)
+    broken = [o for o in outcomes if o.status == 0]
     versions = sorted({o.version for o in outcomes if o.version})
     print(f"\nchaos: {len(outcomes)} valid requests, statuses {statuses}, "
           f"{len(log_ids)} logged lines, versions {versions}")
-    assert set(statuses) <= {200, 503}, [o for o in outcomes if o.status not in (200, 503)][:5]
+    assert set(statuses) <= {200, 503, 0}, [o for o in outcomes if o.status not in (200, 503)]
+    assert len(broken) <= THREADS and all(o.started <= killed_at <= o.ended for o in broken), \
+        broken
     assert {o.version for o in outcomes if o.status == 200} <= {
         registry.history()[0]["version"], new}
-    assert sorted(log_ids) == sorted(answered)
+    assert answered - Counter(log_ids) == Counter(), "answered predictions missing in the log"
+    assert sum((Counter(log_ids) - answered).values()) <= THREADS
