@@ -9,6 +9,7 @@ The readings (metrics directory, NGINX and worker memory) are printed before and
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.slow
 RECYCLES = 300
 WORKERS = 2
 MAX_REQUESTS = 3
-DEADLINE_SECONDS = 420.0
+DEADLINE_SECONDS = 600.0  # a guard against a hang, not a timing check (the time is printed)
 # Live workers' files (counter, histogram, gauge each) and the two merged files; a page
 # or two each on the tmpfs.
 MAX_METRIC_FILES = 3 * WORKERS + 2
@@ -64,16 +65,18 @@ def test_hundreds_of_worker_recycles_keep_metrics_bounded_and_requests_answered(
                             max_seconds=DEADLINE_SECONDS + 60) as load:
             assert load.wait_until(lambda done: len(done) >= 20, timeout=120)
             before, first_boots = readings(stack, metrics_dir), boots()
+            started = time.monotonic()
             with JunkLoad(stack.url) as junk:
                 wait_until(lambda: boots() - first_boots >= RECYCLES,
                            f"{RECYCLES} worker recycles", DEADLINE_SECONDS)
+            elapsed = time.monotonic() - started
         after = readings(stack, metrics_dir)
         counted = predictions_counted(stack)
         recycles = boots() - first_boots
         sigbus = stack.app.log().count("SIGBUS")
     answered = sum(1 for outcome in load.outcomes if outcome.status == 200)
-    print(f"\nsoak: {recycles} worker recycles, {len(load.outcomes)} valid requests "
-          f"({len(load.failures())} failed), junk answers {dict(junk.statuses)}")
+    print(f"\nsoak: {recycles} worker recycles in {elapsed:.0f}s, {len(load.outcomes)} valid "
+          f"requests ({len(load.failures())} failed), junk answers {dict(junk.statuses)}")
     for name in before:
         print(f"soak: {name}: before {before[name]}, after {after[name]}")
     assert load.failures() == []
