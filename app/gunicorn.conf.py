@@ -71,8 +71,8 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 # ~2 s of imports. Only modules: the app, its model and its metrics are built in each
 # worker after the fork (app.wsgi is never imported here), and OMP_NUM_THREADS=1 above
 # means the numeric libraries start no thread pools that a fork could not copy.
-SHARED_MODULES = ("numpy", "pandas", "sklearn", "joblib", "flask", "prometheus_client",
-                  "app.api", "app.web", "training.train")
+_SHARED_MODULES = ("numpy", "pandas", "sklearn", "joblib", "flask", "prometheus_client",
+                   "app.api", "app.web", "training.train")
 
 
 def on_starting(server):  # noqa: ANN001 - Gunicorn's hook signature
@@ -81,7 +81,7 @@ def on_starting(server):  # noqa: ANN001 - Gunicorn's hook signature
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, exist_ok=True)
-    for module in SHARED_MODULES:
+    for module in _SHARED_MODULES:
         importlib.import_module(module)
     seed = os.environ.get("MODEL_SEED_DIR")
     if not seed:
