@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask
 
 from training.config import TrainingConfig
+from training.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _configure_logging(str(settings["LOG_LEVEL"]))
 
     metrics = Metrics()
+    registry = Registry(Path(settings["MODEL_REGISTRY"]))
     holder = ModelHolder(
-        Path(settings["MODEL_REGISTRY"]), float(settings["MODEL_RELOAD_SECONDS"]),
+        registry, float(settings["MODEL_RELOAD_SECONDS"]),
         on_load=lambda model, previous: metrics.model_loaded(
             model.version, previous.version if previous is not None else None,
             model.scoring_path),
@@ -69,11 +71,19 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
 
-    holder.refresh()  # the one load at start; later swaps follow the pointer
+    # The one load at start, in the worker before it serves; later swaps are the watcher's
+    # (start_watcher, after the fork). A bad pointer or model leaves the worker unready.
+    holder.refresh()
     if holder.model is None:
-        logger.warning("no production model in %s yet; /readyz answers 503 until one is "
-                       "promoted", holder.registry.root)
+        logger.warning("no servable production model in %s yet; /readyz answers 503 until "
+                       "one is promoted", registry.root)
     return app
+
+
+def start_watcher(app: Flask) -> None:
+    """Start the model watcher thread of this process (Gunicorn: after the fork)."""
+    from app.service import EXTENSION_KEY
+    app.extensions[EXTENSION_KEY].holder.start_watcher()
 
 
 def _configure_logging(level: str) -> None:

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from app.errors import MAX_REPORTED_FIELDS, ApiError, error_response
 from app.feedback import AlreadyAnswered, UnknownPrediction, bearer_matches
 from app.model_card import public_card
+from app.model_holder import MODEL_VERSION_HEADER
 from app.openapi import build_openapi
 from app.request_id import new_request_id
 from app.scoring import current_model, score_rows
@@ -72,9 +73,11 @@ def predict() -> Any:
         raise _validation_error(error) from None
     prediction_id = new_request_id()  # issued here: a client's X-Request-ID only traces
     model, scored = score_rows(rows, prediction_id, batch)
-    return jsonify({"request_id": prediction_id, "model_version": model.version,
-                    "threshold": model.threshold,
-                    "predictions": [item.to_dict() for item in scored]})
+    response = jsonify({"request_id": prediction_id, "model_version": model.version,
+                        "threshold": model.threshold,
+                        "predictions": [item.to_dict() for item in scored]})
+    response.headers[MODEL_VERSION_HEADER] = model.version
+    return response
 
 
 @bp.get("/api/v1/model")
@@ -139,9 +142,13 @@ def healthz() -> Any:
 @bp.get("/readyz")
 def readyz() -> Any:
     """Readiness: 200 with the version once a verified model is loaded, else 503."""
-    model = service().holder.get()
+    state = service()
+    model = state.holder.get()
     if model is None:
         return error_response(503, "No verified model is loaded yet.")
+    if not state.metrics.writable():
+        # A worker that cannot write its metrics file dies of SIGBUS on the next sample.
+        return error_response(503, "The metrics directory is full or missing.")
     return jsonify(status="ready", model_version=model.version)
 
 

@@ -30,7 +30,8 @@ DEFAULTS: dict[str, Any] = {
     # With neither (or an empty file), feedback is disabled: the endpoint answers 503.
     "FEEDBACK_TOKEN": "",
     "FEEDBACK_TOKEN_FILE": "",
-    # How often (seconds) a worker reads the production pointer; 0 = on every request.
+    # How often (seconds) each worker's watcher thread reads the production pointer, with or
+    # without traffic; 0 = on every request instead, no thread (tests and debugging only).
     "MODEL_RELOAD_SECONDS": 5.0,
     # Rows per scoring request, and bytes per request body, per route (413 above it). A
     # 100-row batch is ~55 KB compact and ~86 KB pretty-printed at the largest valid values,

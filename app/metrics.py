@@ -5,10 +5,14 @@ imports prometheus_client; every worker then writes its samples to files there a
 /metrics merges them (the documented multiprocess mode). Without it (tests, the dev
 server) each app gets its own CollectorRegistry, so that several apps in one process do
 not collide.
+
+Label values never come from clients unchecked (`method_label`). Files of workers that
+exited are folded away by `app/metrics_files.py`, so the directory stays bounded.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 
@@ -16,10 +20,13 @@ from flask import Flask, Response, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
                                Histogram, generate_latest, multiprocess, values)
 
+from app.metrics_files import MIN_FREE_BYTES, free_bytes, merge_lock
 from training.drift import FeatureDrift
 from training.fast_scorer import SCORING_PATHS
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# The label values of `method`: anything else a client sends is counted as "other".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 def multiprocess_mode() -> bool:
@@ -27,11 +34,22 @@ def multiprocess_mode() -> bool:
     return values.ValueClass is not values.MutexValue
 
 
+def method_label(method: str) -> str:
+    """The `method` label of a request: a known HTTP method, or "other"."""
+    return method if method in KNOWN_METHODS else "other"
+
+
+def metrics_directory() -> str | None:
+    """The multiprocess directory, when prometheus_client runs in multiprocess mode."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") if multiprocess_mode() else None
+
+
 class Metrics:
     """The service's metric objects and their exposition."""
 
-    def __init__(self) -> None:
+    def __init__(self, min_free_bytes: int = MIN_FREE_BYTES) -> None:
         self.multiprocess = multiprocess_mode()
+        self.min_free_bytes = min_free_bytes
         # In multiprocess mode samples live in files, not in a registry: registering them
         # as well would export them twice.
         self.registry: CollectorRegistry | None = None if self.multiprocess \
@@ -62,7 +80,7 @@ class Metrics:
             registry=registry)
         self.prediction_log_failures = Counter(
             "credit_prediction_log_write_failures_total",
-            "Prediction-log writes that failed (the predictions were still answered).",
+            "Prediction-log writes that failed (those predictions were answered 503).",
             registry=registry)
         self.feedback_log_failures = Counter(
             "credit_feedback_log_write_failures_total", "Feedback-log writes that failed.",
@@ -90,16 +108,28 @@ class Metrics:
             self.feature_drift.labels(feature=item.feature).set(item.psi)
         self.drift_window_rows.set(rows)
 
+    def writable(self) -> bool:
+        """Whether this worker can keep writing samples (always, outside multiprocess mode)."""
+        directory = metrics_directory()
+        if directory is None:
+            return True
+        try:
+            return os.access(directory, os.W_OK) and free_bytes(directory) >= self.min_free_bytes
+        except OSError:
+            return False
+
     def exposition(self) -> Response:
-        """The Prometheus text of every metric (of every live worker in multiprocess mode)."""
-        if self.multiprocess:
+        """The Prometheus text of every metric (of every worker in multiprocess mode)."""
+        directory = metrics_directory()
+        if directory is not None:
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            multiprocess.MultiProcessCollector(registry, path=directory)
+            with merge_lock(directory, exclusive=False):
+                text = generate_latest(registry)
         else:
             assert self.registry is not None
-            registry = self.registry
-        return Response(generate_latest(registry), mimetype=None,
-                        content_type=CONTENT_TYPE_LATEST)
+            text = generate_latest(self.registry)
+        return Response(text, mimetype=None, content_type=CONTENT_TYPE_LATEST)
 
     def instrument(self, app: Flask) -> None:
         """Count and time every request of `app` by route template, method and status."""
@@ -112,7 +142,7 @@ class Metrics:
         def _record(response: Response) -> Response:
             started = g.pop("metrics_started", None)
             rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-            labels = {"route": rule, "method": request.method,
+            labels = {"route": rule, "method": method_label(request.method),
                       "status": str(response.status_code)}
             self.requests.labels(**labels).inc()
             if started is not None:

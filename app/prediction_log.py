@@ -1,15 +1,17 @@
 """Append-only JSON-lines logs that several Gunicorn worker processes write at once.
 
-Why this design: every append opens the file with O_APPEND, writes all of its lines with
-ONE write() call and closes it. With O_APPEND the kernel moves to the end of the file and
-writes in one step, so lines of concurrent workers never overwrite or split each other, and
-nothing sits in a process buffer: a worker that is killed or recycled loses no line it has
-answered for. Rotation (the logging module's handlers are not multiprocess-safe) renames a
-full file aside to a unique name under an exclusive flock on a lock file and never deletes
-it; a writer that opened the old name just before the rename finishes its write into the
-renamed file, so no line is lost either way. Retention of rotated files is left to the
-operator. The monitor (`python -m training monitor`) reads the newest lines across the
-current and the rotated files (`training.jsonlines` names them).
+Why this design: every append writes all of its lines with ONE write() call on a file
+opened with O_APPEND, under an exclusive flock (training/jsonlines.py), and closes it.
+Lines of concurrent workers never overwrite or split each other, nothing sits in a process
+buffer (a worker that is killed or recycled loses no line it has answered for), and a
+write that fails or stops short on a full disk is cut back, so the file never holds half a
+line that the next one would be glued onto: an append is all of its lines or none.
+Rotation (the logging module's handlers are not multiprocess-safe) renames a full file
+aside to a unique name under an exclusive flock on a lock file and never deletes it; a
+writer that opened the old name just before the rename finishes its write into the renamed
+file, so no line is lost either way. Retention of rotated files is left to the operator.
+The monitor (`python -m training monitor`) reads the newest lines across the current and
+the rotated files (`training.jsonlines` names them).
 
 `LoggedIds` answers "was this request id logged?" for the feedback endpoint from an index
 beside the log that every worker shares and that survives restarts; on a miss it reads only
@@ -30,12 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from training.jsonlines import log_files, rotated_path
+from training.jsonlines import append_lines, encode_lines, log_files, rotated_path
 
 logger = logging.getLogger(__name__)
-
-# One encoder for every line: json.dumps would build a new one per call (per scored row).
-_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def utc_now() -> str:
@@ -51,37 +50,25 @@ class JsonLinesLog:
         self.max_bytes = max_bytes
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
-        """Append records as lines with one write(); OSError when the write fails."""
-        data = "".join(_encode(record) + "\n" for record in records).encode()
+        """Append records as whole lines; OSError (and nothing written) when that fails."""
+        data = encode_lines(records)
         if not data:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            written = os.write(descriptor, data)
-            size = os.fstat(descriptor).st_size
-        finally:
-            os.close(descriptor)
-        if written != len(data):  # a full disk; the line is torn and the reader skips it
-            raise OSError(f"{self.path}: wrote {written} of {len(data)} bytes")
+        size = append_lines(self.path, data)
         if self.max_bytes and size >= self.max_bytes:
             self.rotate()
 
     def rotate(self) -> Path | None:
         """Rename a full file aside (never deleted); None when another worker did it."""
-        lock_path = self.path.with_name(f".{self.path.name}.lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(self.path, "rotate"):
             try:
-                try:
-                    if self.path.stat().st_size < self.max_bytes:
-                        return None  # another worker rotated it while we waited
-                except FileNotFoundError:
-                    return None
-                target = rotated_path(self.path)
-                os.rename(self.path, target)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                if self.path.stat().st_size < self.max_bytes:
+                    return None  # another worker rotated it while we waited
+            except FileNotFoundError:
+                return None
+            target = rotated_path(self.path)
+            os.rename(self.path, target)
         logger.info("rotated %s to %s", self.path, target)
         return target
 

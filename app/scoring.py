@@ -70,7 +70,8 @@ def score_rows(rows: list[dict[str, Any]], prediction_id: str,
 
 
 def _log(state: Service, model: LoadedModel, scored: list[Scored]) -> None:
-    """Append one line per row; a failed write is counted and logged, never raised."""
+    """Append one line per row; when that fails (a full disk), count it and answer 503:
+    a prediction the log does not hold is never answered (drift, feedback, retraining)."""
     time, version = utc_now(), model.version  # once per request, not per row
     # trace_id: the request's X-Request-ID (NGINX's or the client's), for following it
     # through the access logs; the request_id is the service's own.
@@ -85,3 +86,5 @@ def _log(state: Service, model: LoadedModel, scored: list[Scored]) -> None:
         state.metrics.prediction_log_failures.inc()
         logger.error("could not write %d line(s) to the prediction log %s: %s",
                      len(records), state.prediction_log.path, error)
+        raise ApiError(503, "The prediction could not be recorded; try again shortly.") \
+            from None

@@ -1,22 +1,35 @@
-"""JSON-lines logs on disk: the names of a rotated log's files, and its newest records.
+"""JSON-lines logs on disk: whole-line appends that survive a full disk, the names of a
+rotated log's files, and its newest records.
 
-The service renames a full log aside (`<name>.<UTC stamp>-<pid>`, see `rotated_path`) and
-starts a new one; readers take the rotated files in age order, then the current one. A
-line is complete only with its newline: an unterminated last line is a write in progress
-and is not read.
+Appends: each one opens the file with O_APPEND and takes an exclusive flock on it, so appends
+of concurrent processes are serialised and each one knows where it starts. A write that fails
+or stops short (a full disk) is cut back with ftruncate to where it started, which always
+succeeds because it frees space: the file never keeps half a line that the next append would
+glue its own line onto. A file that already ends without a newline (written by a process that
+was killed mid-write) gets one first.
+
+Reading: the service renames a full log aside (`<name>.<UTC stamp>-<pid>`, see
+`rotated_path`) and starts a new one; readers take the rotated files in age order, then the
+current one. A line is complete only with its newline: an unterminated last line is a write
+in progress and is not read.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import re
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+# Compact, key-sorted lines; one encoder for every line (it is on the request path).
+_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 # Read backwards in blocks of this size: a window of the newest lines costs about its size.
 BLOCK_BYTES = 64 * 1024
@@ -85,15 +98,52 @@ def read_json_lines(path: Path, last: int | None = None) -> list[dict[str, Any]]
     when given (the log grows for ever, memory and time must not); a torn line is
     skipped."""
     lines = all_lines(path) if last is None else newest_lines(path, last)
-    records = []
-    for line in lines:
+    return list(_records(lines, path))
+
+
+def encode_lines(records: Iterable[dict[str, Any]]) -> bytes:
+    """Records as compact, key-sorted JSON lines."""
+    return "".join(_encode(record) + "\n" for record in records).encode()
+
+
+def append_lines(path: Path, data: bytes) -> int:
+    """Append whole lines with one write; the file's size after it. OSError leaves the file
+    as it was before the call."""
+    if not data:
+        return 0
+    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        start = os.fstat(descriptor).st_size
+        if start and os.pread(descriptor, 1, start - 1) != b"\n":
+            data = b"\n" + data  # close the torn line before ours
+        try:
+            written = os.write(descriptor, data)
+            if written != len(data):
+                raise OSError(f"{path}: wrote {written} of {len(data)} bytes (disk full?)")
+        except OSError:
+            os.ftruncate(descriptor, start)
+            raise
+        return start + written
+    finally:
+        os.close(descriptor)  # also releases the lock
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of one JSON-lines file; torn or foreign lines are skipped and logged."""
+    with open(path, "rb") as handle:
+        yield from _records(handle, path)
+
+
+def _records(lines: Iterable[bytes], source: Path) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            logger.warning("%s: skipping a line that is not JSON", path)
+            logger.warning("%s: skipping line %d, which is not JSON (a torn write?)",
+                           source, number)
             continue
         if isinstance(record, dict):
-            records.append(record)
-    return records
+            yield record

@@ -13,8 +13,8 @@ lock; writers take `registry/.lock` so that two pipelines cannot interleave a pr
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
-import json
 import logging
 import os
 import re
@@ -28,6 +28,8 @@ from typing import Any
 
 from training.artifact import (CARD_FILE, MODEL_FILE, LoadedModel, atomic_write, load_artifact,
                                read_card, write_card)
+from training.jsonlines import append_lines, encode_lines, read_records
+from training.model_check import check_servable
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +57,19 @@ class Registry:
 
     # --- reading -------------------------------------------------------------------------
     def production_version(self) -> str | None:
-        """The version the production pointer names, or None before the first promotion."""
+        """The version the production pointer names, or None before the first promotion;
+        RegistryError when the pointer holds anything but a version name."""
         try:
-            name = (self.root / POINTER_FILE).read_text().strip()
+            raw = (self.root / POINTER_FILE).read_bytes()
         except FileNotFoundError:
             return None
+        try:
+            name = raw.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise RegistryError(f"{self.root / POINTER_FILE}: not a version name "
+                                f"({raw[:80]!r})") from None
+        if name and not VERSION_PATTERN.match(name):
+            raise RegistryError(f"{self.root / POINTER_FILE}: invalid version name {name!r}")
         return name or None
 
     def versions(self) -> list[str]:
@@ -77,6 +87,20 @@ class Registry:
         """Load a version after verifying its sha256 against its card."""
         return load_artifact(self._version_dir(version))
 
+    def load_verified(self, version: str) -> LoadedModel:
+        """Load a version that can serve: sha256, library versions, card and a scoring check.
+
+        The model answers under its registry name: a copy of a version under another name
+        is served (and reported) as the name production points at.
+        """
+        loaded = self.load(version)
+        check_servable(loaded)
+        if loaded.version != version:
+            logger.warning("%s: the card names version %s; serving it as %s",
+                           self.root / version, loaded.version, version)
+            loaded = dataclasses.replace(loaded, card={**loaded.card, "version": version})
+        return loaded
+
     def load_production(self) -> LoadedModel:
         """Load the production version; RegistryError when nothing was promoted yet."""
         version = self.production_version()
@@ -84,12 +108,29 @@ class Registry:
             raise RegistryError(f"{self.root}: no production model has been promoted yet")
         return self.load(version)
 
+    def fingerprint(self, version: str) -> tuple[tuple[int, int, int] | None, ...]:
+        """Identity of a version's files (inode, size, mtime; None when missing): it changes
+        when a version that was still being copied, or was repaired, is complete."""
+        directory = self.root / version
+        stamps = []
+        for name in (CARD_FILE, MODEL_FILE):
+            try:
+                stat = (directory / name).stat()
+            except FileNotFoundError:
+                stamps.append(None)
+            else:
+                stamps.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+        return tuple(stamps)
+
     def history(self) -> list[dict[str, Any]]:
         """Every promotion and rollback, oldest first."""
         path = self.root / HISTORY_FILE
         if not path.is_file():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        # A torn line (a full disk in an older version) is skipped, not fatal: the pointer,
+        # not the history, says what serves.
+        return [event for event in read_records(path)
+                if isinstance(event.get("action"), str) and isinstance(event.get("version"), str)]
 
     # --- writing -------------------------------------------------------------------------
     def register(self, artifact_dir: Path, version: str | None = None,
@@ -125,9 +166,13 @@ class Registry:
 
     def promote(self, version: str, reason: str = "") -> None:
         """Make `version` the production model (atomic pointer switch)."""
-        self.load(version)  # never point production at a model that does not load
+        self.load_verified(version)  # never point production at a model that cannot serve
         with self._locked():
-            previous = self.production_version()
+            try:
+                previous = self.production_version()
+            except RegistryError as error:  # promoting a good version repairs the pointer
+                logger.warning("replacing an unreadable production pointer: %s", error)
+                previous = None
             self._switch(version, action="promote", previous=previous, reason=reason)
         logger.info("promoted %s to production (previous: %s)", version, previous or "none")
 
@@ -142,7 +187,7 @@ class Registry:
                 raise RegistryError(
                     f"no earlier production version to roll back to from {current}")
             target = stack[-2]
-            self.load(target)
+            self.load_verified(target)
             self._switch(target, action="rollback", previous=current, reason=reason)
         logger.info("rolled production back from %s to %s", current, target)
         return target
@@ -169,8 +214,8 @@ class Registry:
     def _switch(self, version: str, action: str, previous: str | None, reason: str) -> None:
         event = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  "action": action, "version": version, "previous": previous, "reason": reason}
-        with open(self.root / HISTORY_FILE, "a") as history:
-            history.write(json.dumps(event) + "\n")
+        # Written first: a full disk stops the switch here, with the history unchanged.
+        append_lines(self.root / HISTORY_FILE, encode_lines([event]))
         atomic_write(self.root / POINTER_FILE, version + "\n")
 
     @contextmanager

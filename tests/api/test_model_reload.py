@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from app.model_holder import ModelHolder
 from tests.api.conftest import metric_value
-from training.artifact import MODEL_FILE, atomic_write
+from training.artifact import CARD_FILE, MODEL_FILE, atomic_write, write_card
+from training.model_check import CardError
 from training.registry import POINTER_FILE, Registry
 
 
@@ -117,22 +123,157 @@ def test_service_starting_on_a_tampered_production_model_is_not_ready(
     assert metric_value(client, "credit_model_reload_failures_total") == 1.0
 
 
-def test_pointer_is_read_at_most_once_per_reload_interval(
+def wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:
+    """Wait until `condition()` is true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
+        time.sleep(0.02)
+
+
+def test_watcher_follows_the_pointer_without_any_request(
         promoted_registry: Path, trained_model_dir: Path) -> None:
-    now = [1000.0]
     registry = Registry(promoted_registry)
-    holder = ModelHolder(promoted_registry, reload_seconds=30, clock=lambda: now[0])
+    holder = ModelHolder(registry, reload_seconds=0.05)
+    holder.refresh()
+    assert holder.start_watcher()
+    try:
+        registry.promote(registry.register(trained_model_dir, version="next-2"), reason="test")
+        # No get(), no request: the watcher alone must swap.
+        wait_for(lambda: holder.model is not None and holder.model.version == "next-2",
+                 "the watcher's swap to next-2")
+    finally:
+        holder.stop_watcher()
+
+
+def test_a_request_never_waits_for_a_load(promoted_registry: Path,
+                                          trained_model_dir: Path) -> None:
+    registry = Registry(promoted_registry)
+    holder = ModelHolder(registry, reload_seconds=3600)
+    holder.refresh()
     first = holder.get()
     assert first is not None
+    loads: list[str] = []
+    real_load = registry.load_verified
+    registry.load_verified = lambda name: loads.append(name) or real_load(name)  # type: ignore
     registry.promote(registry.register(trained_model_dir, version="next-2"), reason="test")
-    now[0] += 29
-    assert holder.get() is first, "not checked before the interval is over"
+    loads.clear()
+    try:
+        assert holder.get() is first and loads == [], "get() loaded on the request path"
+        assert holder.refresh() and holder.get().version == "next-2"  # the watcher's job
+    finally:
+        holder.stop_watcher()
+
+
+class FlakySource:
+    """A registry whose loads fail with EMFILE a given number of times."""
+
+    def __init__(self, registry: Registry, failures: int) -> None:
+        self.registry, self.failures, self.attempts = registry, failures, 0
+
+    def production_version(self) -> str | None:
+        return self.registry.production_version()
+
+    def fingerprint(self, version: str) -> Any:
+        return self.registry.fingerprint(version)
+
+    def load_verified(self, version: str) -> Any:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return self.registry.load_verified(version)
+
+
+def test_transient_failure_is_retried_with_backoff(promoted_registry: Path) -> None:
+    now = [1000.0]
+    source = FlakySource(Registry(promoted_registry), failures=2)
+    holder = ModelHolder(source, reload_seconds=1, clock=lambda: now[0])
+    assert not holder.refresh() and source.attempts == 1
+    assert not holder.refresh() and source.attempts == 1, "retried before the backoff"
     now[0] += 1
-    assert holder.get().version == "next-2"
+    assert not holder.refresh() and source.attempts == 2
+    now[0] += 1
+    assert not holder.refresh() and source.attempts == 2, "the backoff doubles"
+    now[0] += 1
+    assert holder.refresh() and holder.model is not None and source.attempts == 3
+
+
+def test_refused_version_is_tried_again_only_once_its_files_change(
+        client: FlaskClient, promoted_registry: Path, trained_model_dir: Path,
+        artifact_copy: Path, applicant: dict[str, Any]) -> None:
+    registry = Registry(promoted_registry)
+    first = serving_version(client, applicant)
+    register_tampered(registry, artifact_copy, "half-copied")
+    point_production_at(registry, "half-copied")
+    for _ in range(3):
+        assert serving_version(client, applicant) == first
+    assert metric_value(client, "credit_model_reload_failures_total") == 1.0
+    # The copy completes: the right bytes replace the partial ones.
+    model_file = registry.root / "half-copied" / MODEL_FILE
+    model_file.chmod(0o644)
+    shutil.copyfile(trained_model_dir / MODEL_FILE, model_file)
+    assert serving_version(client, applicant) == "half-copied"
+
+
+def test_copy_under_another_name_is_loaded_once_and_served_under_that_name(
+        promoted_registry: Path) -> None:
+    registry = Registry(promoted_registry)
+    shutil.copytree(registry.root / registry.production_version(), registry.root / "copy-2")
+    point_production_at(registry, "copy-2")
+    loads: list[str] = []
+    holder = ModelHolder(registry, reload_seconds=0,
+                         on_load=lambda model, previous: loads.append(model.version))
+    for _ in range(3):
+        holder.get()
+    assert loads == ["copy-2"]
+
+
+def test_prediction_names_its_model_version_in_header_and_body(
+        client: FlaskClient, applicant: dict[str, Any]) -> None:
+    response = client.post("/api/v1/predict", json=applicant)
+    assert response.status_code == 200
+    assert response.headers["X-Model-Version"] == response.get_json()["model_version"]
+    form = client.post("/", data={k: str(v) for k, v in applicant.items()})
+    assert form.status_code == 200
+    assert form.headers["X-Model-Version"] == response.get_json()["model_version"]
+
+
+@pytest.mark.parametrize("pointer", [b"\xff\xfe\x00garbage\n", b"../../etc/passwd\n"])
+def test_unreadable_pointer_keeps_the_old_model(
+        client: FlaskClient, promoted_registry: Path, applicant: dict[str, Any],
+        pointer: bytes) -> None:
+    first = serving_version(client, applicant)
+    (promoted_registry / POINTER_FILE).write_bytes(pointer)
+    assert serving_version(client, applicant) == first
+    assert client.get("/readyz").get_json()["model_version"] == first
+
+
+def test_worker_starting_on_an_unreadable_pointer_is_unready_not_dead(
+        make_app: Any, promoted_registry: Path) -> None:
+    (promoted_registry / POINTER_FILE).write_bytes(b"\xff\n")
+    client = make_app().test_client()
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+
+def test_version_whose_card_lacks_a_reference_is_refused(
+        client: FlaskClient, promoted_registry: Path, artifact_copy: Path,
+        applicant: dict[str, Any]) -> None:
+    registry = Registry(promoted_registry)
+    first = serving_version(client, applicant)
+    card = json.loads((artifact_copy / CARD_FILE).read_text())
+    del card["reference"]
+    write_card(artifact_copy, card)
+    registry.register(artifact_copy, version="no-reference")
+    with pytest.raises(CardError, match="reference"):
+        registry.promote("no-reference")
+    point_production_at(registry, "no-reference")  # what promote() refused, done by hand
+    assert serving_version(client, applicant) == first
+    assert metric_value(client, "credit_model_reload_failures_total") == 1.0
 
 
 def test_model_is_loaded_once_and_shared_by_requests(promoted_registry: Path) -> None:
-    holder = ModelHolder(promoted_registry, reload_seconds=0)
+    holder = ModelHolder(Registry(promoted_registry), reload_seconds=0)
     first = holder.get()
     assert all(holder.get() is first for _ in range(5))
 

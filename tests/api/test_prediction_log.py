@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from app.prediction_log import JsonLinesLog
@@ -61,14 +63,36 @@ def test_rejected_requests_are_not_logged(client: FlaskClient, applicant: dict[s
     assert not prediction_log.exists()
 
 
-def test_prediction_log_write_failure_still_answers_and_is_counted(
+def test_prediction_log_write_failure_answers_503_and_is_counted(
         make_app: Any, tmp_path: Path, applicant: dict[str, Any]) -> None:
     unwritable = tmp_path / "a-directory"
     unwritable.mkdir()
     client = make_app(PREDICTION_LOG=str(unwritable)).test_client()
     response = client.post("/api/v1/predict", json=applicant)
-    assert response.status_code == 200
+    # An answer the log does not hold would be lost to drift, feedback and retraining.
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "unavailable"
     assert metric_value(client, "credit_prediction_log_write_failures_total") == 1.0
+
+
+def test_short_write_on_a_full_disk_leaves_no_partial_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = JsonLinesLog(tmp_path / "predictions.jsonl")
+    log.append([{"n": 1}])
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:7]))  # disk full
+    with pytest.raises(OSError, match="wrote 7 of"):
+        log.append([{"n": 2, "pad": "x" * 50}])
+    monkeypatch.setattr(os, "write", real_write)
+    log.append([{"n": 3}])
+    assert (tmp_path / "predictions.jsonl").read_text() == '{"n":1}\n{"n":3}\n'
+
+
+def test_a_line_torn_by_a_killed_writer_is_closed_before_the_next_one(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.jsonl"
+    path.write_text('{"n":1}\n{"n":2,"pad"')  # a writer from before, killed mid-line
+    JsonLinesLog(path).append([{"n": 3}])
+    assert path.read_text().splitlines() == ['{"n":1}', '{"n":2,"pad"', '{"n":3}']
 
 
 def test_rotation_renames_the_full_log_aside_and_keeps_every_line(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import runpy
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def test_gunicorn_conf_settings_are_known_to_gunicorn(monkeypatch: pytest.Monkey
                 and not hasattr(value, "__file__")}
     assert settings <= known, settings - known
     hooks = {name for name, value in conf.items() if callable(value) and name in known}
-    assert {"on_starting", "child_exit", "on_exit"} <= hooks
+    assert {"on_starting", "post_worker_init", "worker_exit", "child_exit", "on_exit"} <= hooks
 
 
 class _Server:
@@ -127,3 +128,19 @@ def test_seed_never_replaces_an_existing_production_model(promoted_registry: Pat
 def test_seed_does_nothing_without_a_seed_dir(tmp_path: Path) -> None:
     assert seed_registry(tmp_path / "registry", None) is None
     assert not (tmp_path / "registry").exists()
+
+
+def test_worker_exit_ends_the_worker_at_once_with_gunicorns_status(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import logging
+    conf = load_gunicorn_conf(monkeypatch, tmp_path)
+    statuses: list[int] = []
+    monkeypatch.setattr(os, "_exit", statuses.append)
+    monkeypatch.setattr(logging, "shutdown", lambda: None)  # keep pytest's handlers
+    for status in (None, 0, 3):  # sys.exit(), a normal end, a boot error (stops the master)
+        try:
+            raise SystemExit(status)
+        except SystemExit:
+            conf["worker_exit"](_Server, None)
+    conf["worker_exit"](_Server, None)  # not on Gunicorn's exit path: Python ends normally
+    assert statuses == [0, 0, 3]

@@ -81,6 +81,32 @@ def test_promoted_model_is_picked_up_without_failed_requests(
     assert {outcome.version for outcome in load.outcomes} == {old, new}
 
 
+def test_every_worker_swaps_with_zero_traffic_and_answers_name_the_version(
+        promoted_registry: Path, trained_model_dir: Path, tmp_path: Path,
+        applicant: dict[str, Any]) -> None:
+    registry = Registry(promoted_registry)
+    reload_seconds = 1.0
+    with running_stack(promoted_registry, tmp_path, workers=WORKERS, threads=THREADS,
+                       env={"MODEL_RELOAD_SECONDS": str(reload_seconds)}) as stack:
+        new = registry.register(trained_model_dir, version="zero-traffic")
+        started = time.monotonic()
+        registry.promote(new, reason="integration test: swap without traffic")
+        # No request at all until every worker logged its swap: the watchers alone act.
+        swapped = f"serving model version {new}"
+        deadline = started + 60
+        while stack.app.log().count(swapped) < WORKERS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        elapsed = time.monotonic() - started
+        assert stack.app.log().count(swapped) == WORKERS, "a worker kept the old version"
+        print(f"\nzero-traffic swap: every worker served {new} {elapsed:.2f}s after the "
+              f"promotion (reload interval {reload_seconds:g}s)")
+        with BackgroundLoad(stack.url, applicant, threads=2, max_requests=40) as load:
+            assert load.wait_until(lambda done: len(done) >= 40, timeout=60)
+        assert {outcome.version for outcome in load.outcomes} == {new}
+        answer = requests.post(f"{stack.url}/api/v1/predict", json=applicant, timeout=10)
+        assert answer.headers["X-Model-Version"] == answer.json()["model_version"] == new
+
+
 def test_corrupt_model_is_refused_while_the_old_one_keeps_answering(
         promoted_registry: Path, trained_model_dir: Path, tmp_path: Path,
         applicant: dict[str, Any]) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from training.artifact import (CARD_FILE, MODEL_FILE, ModelIntegrityError, load_artifact,
                                sha256_of, write_card)
-from training.registry import Registry, RegistryError
+from training.model_check import CardError
+from training.registry import HISTORY_FILE, POINTER_FILE, Registry, RegistryError
 
 
 def test_register_copies_a_read_only_version_with_its_name_in_the_card(
@@ -114,3 +116,57 @@ def test_pointer_is_replaced_atomically_and_leaves_no_temp_files(promoted_regist
                  and p.name != ".lock"]
     assert leftovers == []
     assert (promoted_registry / "production").read_text() == f"{version}\n"
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"threshold": None}, "threshold"),
+    ({"threshold": 1.5}, "threshold"),
+    ({"positive_label": "maybe"}, "positive_label"),
+    ({"reference": {}}, "reference"),
+])
+def test_promote_refuses_a_card_that_cannot_serve(
+        tmp_path: Path, artifact_copy: Path, change: dict, problem: str) -> None:
+    card = json.loads((artifact_copy / CARD_FILE).read_text())
+    write_card(artifact_copy, {**card, **change})
+    registry = Registry(tmp_path / "registry")
+    version = registry.register(artifact_copy, version="bad-card")
+    with pytest.raises(CardError, match=problem):
+        registry.promote(version)
+    assert registry.production_version() is None
+
+
+def test_pointer_that_is_not_a_version_name_is_a_registry_error(
+        promoted_registry: Path, trained_model_dir: Path) -> None:
+    registry = Registry(promoted_registry)
+    (registry.root / POINTER_FILE).write_bytes(b"\xffv1\n")
+    with pytest.raises(RegistryError, match="not a version name"):
+        registry.production_version()
+    registry.promote(registry.register(trained_model_dir, version="repaired"))
+    assert registry.production_version() == "repaired"
+
+
+def test_a_torn_history_line_does_not_prevent_rollback(tmp_path: Path,
+                                                       trained_model_dir: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    for name in ("v1", "v2"):
+        registry.promote(registry.register(trained_model_dir, version=name))
+    with open(registry.root / HISTORY_FILE, "ab") as history:
+        history.write(b'{"time": "2026-01-01", "act')  # a write cut short by a full disk
+    registry.promote(registry.register(trained_model_dir, version="v3"))
+    assert registry.rollback() == "v2"
+    assert [event["version"] for event in registry.history()] == ["v1", "v2", "v3", "v2"]
+
+
+def test_promotion_that_cannot_write_its_history_changes_nothing(
+        tmp_path: Path, trained_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = Registry(tmp_path / "registry")
+    registry.promote(registry.register(trained_model_dir, version="v1"))
+    registry.register(trained_model_dir, version="v2")
+    before = (registry.root / HISTORY_FILE).read_bytes()
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:5]))  # disk full
+    with pytest.raises(OSError):
+        registry.promote("v2")
+    monkeypatch.setattr(os, "write", real_write)
+    assert (registry.root / HISTORY_FILE).read_bytes() == before
+    assert registry.production_version() == "v1"
