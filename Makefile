@@ -67,7 +67,7 @@ $(addprefix test-,$(TEST_KINDS)): test-%: setup | $(REPORTS)
 
 # The system step first (it may install python3-venv, which setup needs), then each kind;
 # the duration of each kind is printed at the end.
-test: | $(REPORTS) ## run every kind of tests, then write reports/coverage.xml
+test: | $(REPORTS) ## every kind of tests, the mutation sample, then reports/coverage.xml
 	@$(MAKE) --no-print-directory system SYSTEM_FOR=test
 	@$(MAKE) --no-print-directory -s setup
 	@failed=""; took=""; for kind in $(TEST_KINDS); do \
@@ -75,6 +75,9 @@ test: | $(REPORTS) ## run every kind of tests, then write reports/coverage.xml
 		$(MAKE) --no-print-directory test-$$kind || failed="$$failed $$kind"; \
 		took="$$took $$kind $$(( $$(date +%s) - started ))s,"; \
 	done; \
+	started=$$(date +%s); \
+	$(MAKE) --no-print-directory mutation-sample || failed="$$failed mutation-sample"; \
+	took="$$took mutation-sample $$(( $$(date +%s) - started ))s,"; \
 	$(MAKE) --no-print-directory coverage-report; \
 	echo "test kinds took:$${took%,}"; \
 	if [ -n "$$failed" ]; then echo "FAILED test kinds:$$failed"; exit 1; fi

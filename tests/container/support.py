@@ -75,11 +75,12 @@ def dockerfile_default(dockerfile: Path, argument: str) -> str:
     return found.group(1)
 
 
-def checkout_archive(prefix: str, uid: int, gid: int) -> bytes:
-    """The checkout's files (tracked and new, none that git ignores) as a tar under `prefix`,
-    owned by uid:gid: what a Jenkins agent's workspace holds after the checkout."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], cwd=ROOT, capture_output=True,
+def checkout_archive(prefix: str, uid: int = 0, gid: int = 0, untracked: bool = True) -> bytes:
+    """The checkout's files as a tar under `prefix`, owned by uid:gid: tracked and new ones,
+    none that git ignores (what a Jenkins agent's workspace holds after the checkout), or
+    with `untracked=False` only the tracked ones (what a clone holds)."""
+    listing = ["--cached", "--others", "--exclude-standard"] if untracked else ["--cached"]
+    listed = subprocess.run(["git", "ls-files", "-z", *listing], cwd=ROOT, capture_output=True,
                             check=True).stdout.decode().split("\0")
     files = [name for name in listed if name and (ROOT / name).is_file()]
     # Directories too, or the engine would create them owned by root.

@@ -11,10 +11,8 @@ Each stage's duration is printed at the end of the session (tests/container/conf
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
-import tarfile
 import uuid
 from collections.abc import Iterator
 
@@ -27,7 +25,7 @@ from docker.models.containers import Container
 from pipeline import preflight
 from pipeline.bench import applicants
 from pipeline.stages import NATIVE, STAGES
-from tests.container.support import FRESH_MACHINE_STAGES, ROOT
+from tests.container.support import FRESH_MACHINE_STAGES, checkout_archive
 from tests.helpers import free_port, require_component
 
 pytestmark = pytest.mark.slow
@@ -40,18 +38,6 @@ APT_TIMEOUT = 600
 PIPELINE_TIMEOUT = 45 * 60
 # The README's prerequisite on a bare Debian, before its two commands.
 README_PREREQUISITE = "apt-get update -qq && apt-get install -y -qq --no-install-recommends make"
-
-
-def tracked_files_archive() -> bytes:
-    """A tar of the files git tracks (as a clone has them), from the working tree."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
-                            check=True).stdout.decode().split("\0")
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name in filter(None, listed):
-            if (ROOT / name).exists():  # deleted in the working tree, not yet committed
-                archive.add(ROOT / name, arcname=name, recursive=False)
-    return buffer.getvalue()
 
 
 def docker_exec(container: Container, command: str, timeout: float,
@@ -75,8 +61,9 @@ def bare_machine(docker_client: docker.DockerClient) -> Iterator[Container]:
         BARE_IMAGE, ["sleep", "infinity"], detach=True, network_mode="host",
         name=f"credit-fresh-{uuid.uuid4().hex[:8]}", init=True)
     try:
-        container.exec_run(["mkdir", "-p", WORKDIR])
-        assert container.put_archive(WORKDIR, tracked_files_archive())
+        # What a clone holds: the tracked files only (no .venv, reports or model).
+        archive = checkout_archive(WORKDIR.lstrip("/"), untracked=False)
+        assert container.put_archive("/", archive)
         yield container
     finally:
         # Also ends the service `make pipeline` left running on the host's loopback.
