@@ -9,19 +9,28 @@ from pathlib import Path
 import pytest
 import sklearn
 from sklearn.dummy import DummyClassifier
+from sklearn.pipeline import Pipeline
 
+from tests.conftest import DATA_FILE
 from training.artifact import save_artifact
+from training.data import load_dataset
 from training.registry import POINTER_FILE, Registry
+from training.schema import TARGET, feature_names
+from training.train import reference_profile
 
 
 @pytest.fixture
 def tiny_artifact(tmp_path: Path) -> Path:
-    """A verified artifact that costs no training: a fitted dummy classifier and its card."""
+    """A servable artifact that costs no model search: a prior-only classifier over the raw
+    fields, with the card promote checks (threshold, positive label, reference)."""
     directory = tmp_path / "artifact"
-    model = DummyClassifier(strategy="prior").fit([[0], [1], [2]], ["good", "bad", "good"])
+    frame = load_dataset(DATA_FILE)
+    model = Pipeline([("model", DummyClassifier(strategy="prior"))]).fit(
+        frame[feature_names()], frame[TARGET])
     save_artifact(directory, model, {
         "created_at": "2026-12-01T00:00:00+00:00", "threshold": 0.5, "positive_label": "bad",
-        "environment": {"scikit_learn": sklearn.__version__}})
+        "environment": {"scikit_learn": sklearn.__version__},
+        "reference": reference_profile(frame)})
     return directory
 
 
