@@ -86,6 +86,12 @@ def _schemas(max_batch_size: int, example: dict[str, Any]) -> dict[str, Any]:
                      "properties": {"request_id": {"type": "string", "pattern": SANE.pattern},
                                     "outcome": {"type": "string",
                                                 "enum": list(outcome_values())}}},
+        "FeedbackRecorded": {
+            "type": "object", "required": ["status", "time", "request_id", "outcome"],
+            "properties": {"status": {"type": "string", "enum": ["recorded"]},
+                           "time": {"type": "string"},
+                           "request_id": {"type": "string"},
+                           "outcome": {"type": "string", "enum": list(outcome_values())}}},
         "Error": {"type": "object", "required": ["error", "message"],
                   "properties": {"error": {"type": "string"}, "message": {"type": "string"},
                                  "request_id": {"type": "string"},
@@ -154,13 +160,7 @@ def _paths(max_batch_size: int) -> dict[str, Any]:
         "/api/v1/feedback": {"post": {
             **_operation(
                 "feedback", "Record the true outcome of a prediction this service made, once.",
-                {"201": {"description": "Recorded.", "content": {JSON: {"schema": {
-                    "type": "object", "required": ["status", "time", "request_id", "outcome"],
-                    "properties": {"status": {"type": "string", "enum": ["recorded"]},
-                                   "time": {"type": "string"},
-                                   "request_id": {"type": "string"},
-                                   "outcome": {"type": "string",
-                                               "enum": list(outcome_values())}}}}}},
+                {"201": _json_response("Recorded.", "FeedbackRecorded"),
                  **body_errors,
                  "401": {**_error_response("Missing or wrong bearer token."),
                          "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}}},

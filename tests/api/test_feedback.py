@@ -293,7 +293,7 @@ def test_openapi_documents_the_credential_and_every_feedback_answer(
         client: FlaskClient) -> None:
     document = client.get("/api/v1/openapi.json").get_json()
     operation = document["paths"]["/api/v1/feedback"]["post"]
-    assert {"201", "400", "401", "409", "413", "415", "422", "503"} == set(
+    assert {"201", "400", "401", "409", "413", "415", "422", "503"} <= set(
         operation["responses"])
     [requirement] = operation["security"]
     [scheme] = [document["components"]["securitySchemes"][name] for name in requirement]

@@ -109,7 +109,7 @@ STATUSES_OF_A_JSON_BODY = {"400", "413", "415", "422"}
 
 @pytest.mark.parametrize(("path", "method", "statuses"), [
     ("/api/v1/predict", "post", {"200", "429", "503"} | STATUSES_OF_A_JSON_BODY),
-    ("/api/v1/feedback", "post", {"201", "429"} | STATUSES_OF_A_JSON_BODY),
+    ("/api/v1/feedback", "post", {"201", "401", "409", "429"} | STATUSES_OF_A_JSON_BODY),
     ("/api/v1/model", "get", {"200", "429", "503"}),
     ("/api/v1/openapi.json", "get", {"200", "429"}),
     ("/healthz", "get", {"200"}), ("/readyz", "get", {"200", "503"}),

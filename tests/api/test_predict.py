@@ -93,7 +93,7 @@ def test_predict_echoes_a_sane_incoming_request_id_but_never_uses_it_as_the_pred
 
 def test_batch_row_ids_stay_within_the_id_limit_and_never_collide(
         make_app: Any, applicant: dict[str, Any]) -> None:
-    client = make_app(MAX_BATCH_SIZE=1000).test_client()
+    client = make_app(MAX_BATCH_SIZE=1000, MAX_PREDICT_BYTES=2 * 1024 * 1024).test_client()
     requests = [({"instances": [applicant] * 1000}, "x" * 128),  # the longest sane id
                 ({"instances": [applicant] * 2}, "shared"),  # rows shared-0, shared-1 once
                 (applicant, "shared-0")]
