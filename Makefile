@@ -484,7 +484,7 @@ simulate: setup ## write a SIMULATED labelled batch to data/incoming: KIND AMOUN
 # --- mutation testing (issue 16) ------------------------------------------------------------
 # mutmut mutates the core modules setup.cfg's [mutmut] section lists and runs the fast test
 # kinds against each mutant (details: pipeline/mutation.py). The full run takes hours on two
-# cores: Jenkins runs it weekly; CI runs the fixed sample. MUTATION_RESUME=1 continues an
+# cores: run it on a schedule; `make test` (so CI) runs the fixed sample. MUTATION_RESUME=1 continues an
 # interrupted full run from mutants/.
 MUTMUT := $(abspath $(VENV))/bin/mutmut
 MUTATION_JOBS ?= 2
