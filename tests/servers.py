@@ -45,6 +45,9 @@ GUNICORN_CONF = ROOT / "app" / "gunicorn.conf.py"
 # benchmark and the background load of the reload and worker-kill tests come from it.
 LOAD_GENERATOR_ADDRESS = bench.LOAD_GENERATOR_ADDRESS
 LOG_TAIL_CHARS = 6000
+# A feedback token for stacks that switch feedback on; clients send FEEDBACK_AUTH.
+FEEDBACK_TOKEN = "integration-feedback-token-0123"
+FEEDBACK_AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
 
 # Servers running right now, so that a failing test's report can show their logs
 # (tests/integration/conftest.py adds them as report sections).

@@ -35,9 +35,11 @@ def module_registry(tmp_path_factory: pytest.TempPathFactory, trained_model_dir:
 @pytest.fixture(scope="module")
 def stack(module_registry: Path, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[servers.Stack]:
-    """Gunicorn (2 workers) behind NGINX for the tests that do not change the registry."""
+    """Gunicorn (2 workers) behind NGINX for the tests that do not change the registry, with
+    feedback switched on (FEEDBACK_TOKEN)."""
     require_executable("nginx")
-    with servers.running_stack(module_registry, tmp_path_factory.mktemp("stack")) as running:
+    with servers.running_stack(module_registry, tmp_path_factory.mktemp("stack"),
+                               env={"FEEDBACK_TOKEN": servers.FEEDBACK_TOKEN}) as running:
         yield running
 
 
