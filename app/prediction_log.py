@@ -108,7 +108,9 @@ class LoggedIds:
             if self._known(index, request_id):
                 return True
             if not self._appended_since(index):
-                return False
+                # Another process may have caught up between the two reads (its ids and its
+                # offsets commit together): the offsets just read cover the id, so ask again.
+                return self._known(index, request_id)
             index.execute("BEGIN IMMEDIATE")  # one catch-up at a time, across processes
             try:
                 self._catch_up(index)
