@@ -11,6 +11,10 @@ REPORTS := reports
 DATA ?= data/credit.csv
 MODEL_DIR ?= build/model
 export MODEL_REGISTRY ?= $(abspath registry)
+# The embedded MLflow store (SQLite database + artifact folder) used while MLFLOW_TRACKING_URI
+# is unset; `make mlflow-ui` shows it (training/tracking.py).
+export TRAINING_TRACKING_DIR ?= $(abspath mlruns)
+MLFLOW_UI_PORT ?= 5000
 export REPORTS_DIR := $(abspath $(REPORTS))
 
 # Test kinds, one line each: folder tests/<kind>/, JUnit file reports/junit-<kind>.xml, and
@@ -27,6 +31,7 @@ TEST_KINDS := $(shell sed -n 's/^test-\([a-z]*\):.*## .*/\1/p' $(firstword $(MAK
 PYTEST = $(PY) -m pytest
 
 .PHONY: help system setup lint test coverage-report train evaluate gate validate rollback clean \
+	mlflow-ui \
 	$(addprefix test-,$(TEST_KINDS))
 
 help: ## show this list of targets
@@ -44,13 +49,17 @@ SYSTEM_FOR ?= test
 system: ## install and start what SYSTEM_FOR (test, pipeline, setup, lint-jenkinsfile) needs; root + apt
 	@$(PYTHON_BASE) -m pipeline system $(SYSTEM_FOR)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# requirements-training.txt (MLflow) pins everything it needs and goes in with --no-deps: see
+# its header for the one requirement of MLflow's that the service's pins overrule.
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-training.txt
 	@$(MAKE) --no-print-directory system SYSTEM_FOR=setup
 	$(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps \
+		-r requirements-training.txt
 	touch $@
 
-setup: $(VENV)/.installed ## create .venv with the pinned runtime and dev dependencies
+setup: $(VENV)/.installed ## create .venv with the pinned runtime, training (MLflow) and dev dependencies
 
 $(REPORTS):
 	mkdir -p $@
@@ -105,8 +114,16 @@ gate: setup ## champion/challenger gate for build/model (MODEL_DIR) against the 
 rollback: setup ## point production back at the previous model version
 	$(PY) -m training rollback
 
-clean: ## remove reports, local registry, build output and caches (keeps .venv)
-	rm -rf $(REPORTS) registry build dist *.egg-info .pytest_cache run
+# The UI over the embedded store that `make train` records into (a server of your own: open
+# its URL instead). Loopback only; MLFLOW_UI_PORT picks the port.
+mlflow-ui: setup ## MLflow UI over the embedded tracking store (mlruns/) on 127.0.0.1:MLFLOW_UI_PORT (5000)
+	@mkdir -p $(TRAINING_TRACKING_DIR)
+	$(abspath $(VENV))/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_UI_PORT) \
+		--backend-store-uri sqlite:///$(TRAINING_TRACKING_DIR)/mlflow.db \
+		--default-artifact-root file://$(TRAINING_TRACKING_DIR)/artifacts
+
+clean: ## remove reports, local registry, tracking store (mlruns/), build output and caches (keeps .venv)
+	rm -rf $(REPORTS) registry mlruns build dist *.egg-info .pytest_cache run
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 # --- service (issue 3) --------------------------------------------------------------------

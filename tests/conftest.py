@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,12 +24,31 @@ def data_file() -> Path:
     return DATA_FILE
 
 
+@pytest.fixture(scope="session", autouse=True)
+def tracking_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One embedded MLflow store for the session's training runs, the CLI's in subprocesses
+    included (TRAINING_TRACKING_DIR), never the repository's mlruns/ nor a server that the
+    developer's MLFLOW_TRACKING_URI names. One per session: creating a store takes seconds."""
+    directory = tmp_path_factory.mktemp("mlruns")
+    names = ("TRAINING_TRACKING_DIR", "MLFLOW_TRACKING_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["TRAINING_TRACKING_DIR"] = str(directory)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield directory
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
-def training_config(tmp_path_factory: pytest.TempPathFactory) -> TrainingConfig:
-    """The default training config, with registry and reports in a temp dir."""
+def training_config(tmp_path_factory: pytest.TempPathFactory,
+                    tracking_dir: Path) -> TrainingConfig:
+    """The default training config, with registry, reports and tracking in temp dirs."""
     base = tmp_path_factory.mktemp("training")
     return TrainingConfig(data_path=DATA_FILE, registry_dir=base / "registry",
-                          reports_dir=base / "reports")
+                          reports_dir=base / "reports", tracking_dir=tracking_dir)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from training import gate, monitor, workflows
+from training import gate, monitor, tracking, workflows
 from training.artifact import ModelIntegrityError, load_artifact
 from training.config import ConfigError, TrainingConfig
 from training.data import DataValidationError, load_dataset, load_split, read_csv, validate
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataValidationError as error:
         logger.error("%s\n%s", error, error.report.to_text())
     except (FileNotFoundError, ValueError, ConfigError, RegistryError,
-            ModelIntegrityError) as error:
+            ModelIntegrityError, tracking.TrackingError) as error:
         logger.error("%s", error)
     return EXIT_ERROR
 
@@ -112,12 +112,16 @@ def cmd_validate(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 
 
 def cmd_train(arguments: argparse.Namespace, config: TrainingConfig) -> int:
-    """Train into an artifact directory, then apply the build-time floor."""
-    card = build_model(config.data_path, arguments.output, config)
-    _write_report(config, "model-card.json", card)
-    result = gate.floor_only(workflows.summary(card, "candidate"), config)
-    gate.write_reports(result, config.reports_dir)
-    _log_decision(result)
+    """Train into an artifact directory, then apply the build-time floor; one tracked run."""
+    with tracking.training_run(config, "train") as run:
+        card = build_model(config.data_path, arguments.output, config,
+                           card_extras=run.card_fields())
+        _write_report(config, "model-card.json", card)
+        result = gate.floor_only(workflows.summary(card, "candidate"), config)
+        gate.write_reports(result, config.reports_dir)
+        _log_decision(result)
+        run.record_training(card, arguments.output)
+        run.record_floor(result, config.reports_dir)
     return result.exit_status
 
 

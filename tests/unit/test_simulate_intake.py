@@ -19,13 +19,13 @@ from training.workflows import retrain, run_gate
 
 
 @pytest.fixture
-def ct_config(tmp_path: Path, data_file: Path) -> TrainingConfig:
+def ct_config(tmp_path: Path, data_file: Path, tracking_dir: Path) -> TrainingConfig:
     """Incoming, processed, quarantine, snapshots, registry and reports in a temp dir."""
     return TrainingConfig(
         data_path=data_file, registry_dir=tmp_path / "registry", reports_dir=tmp_path / "r",
         incoming_dir=tmp_path / "incoming", processed_dir=tmp_path / "processed",
         quarantine_dir=tmp_path / "quarantine", snapshot_dir=tmp_path / "snapshots",
-        model_families=("logistic_regression",))
+        model_families=("logistic_regression",), tracking_dir=tracking_dir)
 
 
 def write_batch(config: TrainingConfig, name: str, kind: str, amount: float,
