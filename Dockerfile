@@ -1,8 +1,9 @@
 # The credit-risk service image. The model is trained while the image builds:
 #
 #   deps     the pinned runtime dependencies in a venv (the runtime stage copies it as is)
-#   build    deps + pytest: validate the data, train, apply the absolute floor, run the model
-#            tests. Invalid data or a model under the floor fails `docker build` right here.
+#   build    deps + pytest + MLflow: validate the data, train (one MLflow run in an embedded
+#            store, /opt/reports/mlruns), apply the absolute floor, run the model tests.
+#            Invalid data or a model under the floor fails `docker build` right here.
 #   runtime  the base image + the runtime venv + app/, training/, the data, the model and the
 #            build's reports. No compilers, no tests, a non-root user.
 #
@@ -39,14 +40,23 @@ RUN pip install --no-deps --only-binary=:all: -r /tmp/requirements.txt \
 FROM deps AS build
 WORKDIR /src
 # pytest at the version requirements-dev.txt pins (used as constraints: nothing else from the
-# dev set is installed, and the versions are written once).
-COPY requirements.txt requirements-dev.txt /tmp/
+# dev set is installed, and the versions are written once), and the training-only set (MLflow),
+# fully pinned and so installed with --no-deps. `pip check` may report one thing only: MLflow's
+# gunicorn<27, which the service's gunicorn pin overrules (requirements-training.txt says why).
+COPY requirements.txt requirements-dev.txt requirements-training.txt /tmp/
 RUN python -m ensurepip --default-pip >/dev/null \
-    && python -m pip install --only-binary=:all: --constraint /tmp/requirements-dev.txt pytest
+    && python -m pip install --only-binary=:all: --constraint /tmp/requirements-dev.txt pytest \
+    && python -m pip install --no-deps --only-binary=:all: -r /tmp/requirements-training.txt \
+    && ! python -m pip check | grep -v -e '^mlflow [0-9.]* has requirement gunicorn<27;' \
+        -e '^No broken requirements found.$'
 COPY setup.cfg ./
 COPY training/ training/
 COPY data/credit.csv data/credit.csv
-ENV REPORTS_DIR=/opt/reports
+# The training run is recorded in an embedded MLflow store among the reports (a build reaches
+# no server): the runtime image keeps it in /opt/reports/mlruns, `make reports-from-image`
+# copies it to reports/mlruns.
+ENV REPORTS_DIR=/opt/reports \
+    TRAINING_TRACKING_DIR=/opt/reports/mlruns
 # Fails the build naming every failed check (columns, types, ranges, duplicates, ...).
 RUN python -m training validate --data data/credit.csv
 # The card records the commit it was built from (training.train.git_commit reads GIT_COMMIT).
@@ -96,6 +106,8 @@ COPY --from=build /opt/build-info.json /opt/build-info.json
 # Named volumes mount over /var/lib/credit/{registry,log}; a new volume takes the
 # directory's owner from the image, so the non-root user can write to it. Gunicorn's start
 # hook registers and promotes /opt/model when the registry has no production model yet.
+# MLflow is a training dependency the runtime does not install, so the training commands run
+# here (`make gate-image`, `make retrain-image`) record no tracking run: TRAINING_TRACKING=off.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -104,6 +116,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PREDICTION_LOG=/var/lib/credit/log/predictions.jsonl \
     FEEDBACK_LOG=/var/lib/credit/log/feedback.jsonl \
     REPORTS_DIR=/var/lib/credit/reports \
+    TRAINING_TRACKING=off \
     GUNICORN_BIND=0.0.0.0:8000
 USER credit
 EXPOSE 8000

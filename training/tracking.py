@@ -16,9 +16,11 @@ the command exits 1 saying where it is. Tracking is off only when asked
 
 from __future__ import annotations
 
+import importlib
 import os
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from training.config import TrainingConfig
@@ -98,8 +100,7 @@ def training_run(config: TrainingConfig, trigger: str
     is reached on entry, so an unreachable one fails before any training."""
     if not enabled(config):
         return nullcontext(UntrackedRun())
-    from training import mlflow_tracking  # MLflow is installed for training only
-    return mlflow_tracking.start_training_run(config, trigger)
+    return recorder().start_training_run(config, trigger)
 
 
 def record_gate(card: dict[str, Any], result: "GateResult", reports_dir: Path,
@@ -108,13 +109,23 @@ def record_gate(card: dict[str, Any], result: "GateResult", reports_dir: Path,
     run (a new run when its training run is not in this store)."""
     if not enabled(config):
         return
-    from training import mlflow_tracking
-    mlflow_tracking.record_gate(card, result, reports_dir, config)
+    recorder().record_gate(card, result, reports_dir, config)
 
 
 def check_reachable(config: TrainingConfig) -> None:
     """Fail now, naming the URI, when tracking is on and its store cannot be reached."""
     if not enabled(config):
         return
-    from training import mlflow_tracking
-    mlflow_tracking.experiment_id(config)
+    recorder().experiment_id(config)
+
+
+def recorder() -> ModuleType:
+    """training.mlflow_tracking, imported on first use: MLflow is installed for training only
+    (requirements-training.txt), so where it is missing tracking must be turned off."""
+    try:
+        return importlib.import_module("training.mlflow_tracking")
+    except ModuleNotFoundError as error:
+        if error.name is None or not error.name.startswith("mlflow"):
+            raise
+        raise TrackingError(f"tracking is on but MLflow is not installed ({error}): install "
+                            "requirements-training.txt, or set TRAINING_TRACKING=off") from None
