@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME = "model"  # the logged model's name inside its run
 PLOTS_FOLDER = "plots"  # the evaluation's PNGs, inside the model output directory
+# The logged model's requirements: the pipeline's libraries and skops, its file format.
+MODEL_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
 TAG_LIMIT = 5000  # characters; MLflow refuses tag values over 8000
 UNSAFE_NAME_CHARACTERS = re.compile(r"[^\w\-. :]")  # also "/", the metric path separator
 # Jenkins' variables recorded as tags when a build runs the training.
@@ -241,15 +244,15 @@ def data_tags(card: dict[str, Any]) -> dict[str, str]:
     sources = data_sources(card)
     return {"data.sha256": card["data"]["sha256"], "data.path": card["data"]["path"],
             "data.rows": str(card["data"]["rows"]),
-            "data.sources": short(", ".join(str(s.get("file", s)) for s in sources)),
+            "data.sources": short(", ".join(str(source["name"]) for source in sources)),
             "artifact_sha256": card["artifact_sha256"]}
 
 
 def data_sources(card: dict[str, Any]) -> list[dict[str, Any]]:
-    """The files a snapshot was built from, or the data file itself."""
+    """The files a snapshot was built from (name, rows, sha256), or the data file itself."""
     lineage = snapshot_lineage(Path(card["data"]["path"]))
     return lineage.get("data_sources") or [
-        {"file": card["data"]["path"], "rows": card["data"]["rows"],
+        {"name": card["data"]["path"], "rows": card["data"]["rows"],
          "sha256": card["data"]["sha256"]}]
 
 
@@ -275,7 +278,14 @@ def log_model(model_dir: Path, card: dict[str, Any]) -> None:
     # skops, not pickle: the logged model can be inspected before anything executes.
     mlflow.sklearn.log_model(pipeline, name=MODEL_NAME, signature=signature,
                              input_example=example, serialization_format="skops",
-                             pyfunc_predict_fn="predict_proba")
+                             pyfunc_predict_fn="predict_proba",
+                             pip_requirements=model_requirements())
+
+
+def model_requirements() -> list[str]:
+    """What loading the logged model needs, at this environment's versions. Given, so that
+    MLflow does not load the model in a subprocess to guess them (seconds per run)."""
+    return [f"{package}=={metadata.version(package)}" for package in MODEL_PACKAGES]
 
 
 def input_schema() -> Schema:

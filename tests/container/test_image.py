@@ -10,6 +10,7 @@ from xml.etree import ElementTree
 
 import docker
 import pytest
+from mlflow.tracking import MlflowClient
 
 import training
 from pipeline.smoke import MODEL_VERSION_LABEL
@@ -117,3 +118,10 @@ def test_reports_come_out_of_the_image(images: Images, tmp_path: Path) -> None:
     image = json.loads((tmp_path / "image.json").read_text())
     assert image["size_bytes"] > 0
     assert image["labels"][MODEL_VERSION_LABEL] == build["model_version"]
+    # The build's MLflow run, in the embedded store the build kept among its reports.
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    run = client.get_run(card["tracking"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["holdout/roc_auc"] == pytest.approx(card["metrics"]["roc_auc"])
+    assert run.data.tags["gate.floor.decision"] == FLOOR_PASSED
+    assert run.data.tags["artifact_sha256"] == card["artifact_sha256"]

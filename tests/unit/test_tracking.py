@@ -170,10 +170,13 @@ def test_logged_model_has_the_schema_signature_and_scores_like_the_artifact(
         info = mlflow.models.get_model_info(logged.model_uri)
         example = input_example(trained["card"])
         scored = mlflow.pyfunc.load_model(logged.model_uri).predict(example)
+        requirements = Path(mlflow.pyfunc.get_model_dependencies(logged.model_uri)
+                            ).read_text().split()
     finally:
         mlflow.set_tracking_uri(None)
     assert info.signature.inputs.input_names() == feature_names()
     assert info.saved_input_example_info is not None
+    assert f"scikit-learn=={sklearn.__version__}" in requirements
     model = load_artifact(trained["output"])
     bad = list(model.pipeline.classes_).index("bad")
     assert np.asarray(scored)[:, bad] == pytest.approx(model.predict_proba_bad(example))
