@@ -52,10 +52,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tracking_dir: Path
                             "MODEL_REGISTRY": str(base / "registry")}.items():
             patch.setenv(name, value)
         output = base / "model"
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip() or "unknown"
         train_status = main(["train", "--data", str(DATA_FILE), "--output", str(output)])
         gate_status = main(["gate", "--candidate", str(output), "--data", str(DATA_FILE)])
         config = TrainingConfig.from_env()
-        yield {"output": output, "config": config, "card": read_card(output),
+        yield {"output": output, "config": config, "card": read_card(output), "commit": commit,
                "train_status": train_status, "gate_status": gate_status,
                "client": MlflowClient(tracking.tracking_uri(config))}
 
@@ -134,11 +136,9 @@ def test_each_candidate_family_is_a_child_run_with_its_folds(trained: dict[str, 
 
 def test_tags_name_data_commit_build_and_library_versions(trained: dict[str, Any]) -> None:
     tags = the_run(trained).data.tags
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
     assert tags["data.sha256"] == file_sha256(DATA_FILE)
     assert tags["data.sources"] == str(DATA_FILE)
-    assert tags["git_commit"] == tags["mlflow.source.git.commit"] == (commit or "unknown")
+    assert tags["git_commit"] == tags["mlflow.source.git.commit"] == trained["commit"]
     assert tags["jenkins.build_url"] == BUILD_URL
     assert tags["version.scikit_learn"] == sklearn.__version__
     assert tags["version.mlflow"] == mlflow.__version__
