@@ -14,6 +14,8 @@ export MODEL_REGISTRY ?= $(abspath registry)
 # The embedded MLflow store (SQLite database + artifact folder) used while MLFLOW_TRACKING_URI
 # is unset; `make mlflow-ui` shows it (training/tracking.py).
 export TRAINING_TRACKING_DIR ?= $(abspath mlruns)
+# MLflow 3 reports usage to its authors unless told not to; a CI job phones nobody.
+export MLFLOW_DISABLE_TELEMETRY ?= true
 MLFLOW_UI_PORT ?= 5000
 export REPORTS_DIR := $(abspath $(REPORTS))
 
