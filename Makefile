@@ -444,7 +444,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 lint-jenkinsfile: node_modules/.installed ## lint the Jenkinsfile with npm-groovy-lint (pinned; needs Node and Java)
-	$(GROOVY_LINT) --noserver --failon error --config jenkins/.groovylintrc.json Jenkinsfile
+	$(GROOVY_LINT) --noserver --failon error --config jenkins/.groovylintrc.json Jenkinsfile jenkins/mutation.Jenkinsfile
 
 # --- continuous training (issue 6) ---------------------------------------------------------
 # Labelled batches arrive in data/incoming/ (TRAINING_INCOMING_DIR); `retrain` takes them in
@@ -484,7 +484,7 @@ simulate: setup ## write a SIMULATED labelled batch to data/incoming: KIND AMOUN
 # --- mutation testing (issue 16) ------------------------------------------------------------
 # mutmut mutates the core modules setup.cfg's [mutmut] section lists and runs the fast test
 # kinds against each mutant (details: pipeline/mutation.py). The full run takes hours on two
-# cores: run it on a schedule; `make test` (so CI) runs the fixed sample. MUTATION_RESUME=1 continues an
+# cores: Jenkins runs it weekly (jenkins/mutation.Jenkinsfile); `make test` (so CI) runs the fixed sample. MUTATION_RESUME=1 continues an
 # interrupted full run from mutants/.
 MUTMUT := $(abspath $(VENV))/bin/mutmut
 MUTATION_JOBS ?= 2
