@@ -31,7 +31,8 @@ setup(
     include_package_data=True,
     package_data={"app": ["templates/*.html", "static/*"]},
     install_requires=requirements("requirements.txt"),
-    extras_require={"dev": requirements("requirements-dev.txt")},
+    extras_require={"dev": requirements("requirements-dev.txt"),
+                    "training": requirements("requirements-training.txt")},
     entry_points={"console_scripts": [
         "credit-training=training.cli:main",
         "credit-pipeline=pipeline.cli:main",
