@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.calibration import calibration_curve
-from sklearn.metrics import auc, roc_curve
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +60,11 @@ class PlotData:
 def plot_data(is_bad: np.ndarray, probability_bad: np.ndarray, threshold: float,
               evaluation: Mapping[str, Any]) -> PlotData:
     """The plotted numbers for scored holdout rows and their `evaluate_probabilities` result."""
+    # Imported here: the pipeline summary reads this module's file names and captions
+    # without loading scikit-learn.
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import auc, roc_curve
+
     if len(np.unique(is_bad)) != 2:
         raise ValueError("plots need both good and bad rows in the holdout")
     false_positive_rate, true_positive_rate, _ = roc_curve(is_bad, probability_bad)
