@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.plots import PLOT_FILES, PLOTS_DIR
+from training.plot_names import PLOT_FILES, PLOTS_DIR
 
 # The Jenkins variables the summary shows (the build link, the job, the commit).
 BUILD_VARIABLES = ("BUILD_URL", "JOB_NAME", "BUILD_NUMBER", "GIT_COMMIT", "BRANCH_NAME",

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import make_msgid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import jinja2
-
 from pipeline.inputs import Inputs, TestCounts, collect
-from training.plots import DPI, FIGURE_INCHES, PLOT_FILES, PLOTS_DIR
+from training.plot_names import PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
+
+if TYPE_CHECKING:
+    import jinja2
 
 logger = logging.getLogger("pipeline")
 
@@ -48,7 +49,7 @@ DECISIONS = {"promoted": "promoted: the new model serves production",
 DECISION_COLOURS = {"promoted": "#1a7f37", "champion_kept": "#9a6700", "failed": "#cf222e"}
 FONT = "-apple-system,BlinkMacSystemFont,'Segoe UI',Helvetica,Arial,sans-serif"
 TABLE_CELL = "padding:6px 10px;border-bottom:1px solid #d8dee4;text-align:left;vertical-align:top"
-PLOT_WIDTH = round(FIGURE_INCHES[0] * DPI)  # pixels, as drawn: the layout is set before loading
+PLOT_WIDTH = PLOT_PIXELS[0]  # as drawn: the mail client lays the page out before loading
 CONTENT_ID_DOMAIN = "credit-risk.summary"
 GATE_KIND = "gate"  # reports/junit-gate.xml, written by training/gate.py
 
@@ -299,6 +300,10 @@ def context_items(inputs: Inputs, basis: str, generated: str) -> list[tuple[str,
 @functools.cache
 def templates() -> jinja2.Environment:
     """The summary's templates, autoescaped like the service's pages (app/templates)."""
+    # Imported here, not at the top: the pipeline's CLI runs on the system Python, whose
+    # Jinja2 (python3-jinja2) the system step installs, so `make system` must start without.
+    import jinja2
+
     return jinja2.Environment(loader=jinja2.PackageLoader("pipeline", "templates"),
                               autoescape=jinja2.select_autoescape(["html"]),
                               undefined=jinja2.StrictUndefined, trim_blocks=True,

@@ -1,10 +1,11 @@
 """Plots of the holdout evaluation: ROC curve, calibration, confusion matrix, recall per segment.
 
 `plot_data` computes every number a plot shows (pure, tested against scikit-learn and the
-evaluation); `write_plots` only draws them. Drawing needs matplotlib, which the training
-environment installs (requirements-training.txt) and the runtime image does not: it is
-imported when plots are drawn, and a model built without it (a retrain run inside the
-runtime image) gets no plots and a warning, never a failed build.
+evaluation); `write_plots` only draws them, under the names of training/plot_names.py.
+Drawing needs matplotlib, which the training environment installs
+(requirements-training.txt) and the runtime image does not: it is imported when plots are
+drawn, and a model built without it (a retrain run inside the runtime image) gets no plots
+and a warning, never a failed build.
 """
 
 from __future__ import annotations
@@ -17,20 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import auc, roc_curve
+
+from training.plot_names import PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
 
 logger = logging.getLogger(__name__)
 
-PLOTS_DIR = "plots"  # <model output dir>/plots/ and reports/plots/
-# File name of each plot, in the order the summary shows them, with its caption.
-PLOT_FILES: dict[str, str] = {
-    "roc-curve.png": "ROC curve on the holdout",
-    "calibration-curve.png": "Calibration on the holdout",
-    "confusion-matrix.png": "Confusion matrix at the decision threshold",
-    "segment-recall.png": "Recall on bad risks per segment",
-}
 CALIBRATION_BINS = 10
-FIGURE_INCHES = (6.4, 4.8)
-DPI = 100  # 640 x 480 pixels: legible in a mail client, about 30 KB per plot
+DPI = 100
+FIGURE_INCHES = (PLOT_PIXELS[0] / DPI, PLOT_PIXELS[1] / DPI)
 
 
 @dataclass(frozen=True)
@@ -60,11 +57,6 @@ class PlotData:
 def plot_data(is_bad: np.ndarray, probability_bad: np.ndarray, threshold: float,
               evaluation: Mapping[str, Any]) -> PlotData:
     """The plotted numbers for scored holdout rows and their `evaluate_probabilities` result."""
-    # Imported here: the pipeline summary reads this module's file names and captions
-    # without loading scikit-learn.
-    from sklearn.calibration import calibration_curve
-    from sklearn.metrics import auc, roc_curve
-
     if len(np.unique(is_bad)) != 2:
         raise ValueError("plots need both good and bad rows in the holdout")
     false_positive_rate, true_positive_rate, _ = roc_curve(is_bad, probability_bad)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -12,8 +14,9 @@ import pytest
 
 from pipeline import report
 from pipeline.inputs import MLFLOW_RUN_FILE, collect, inspect_image, read_flake8
+from tests.conftest import ROOT
 from tests.pipeline import builders
-from training.plots import PLOT_FILES, PLOTS_DIR
+from training.plot_names import PLOT_FILES, PLOTS_DIR
 
 JENKINS = {"BUILD_URL": "https://ci.example.com/job/credit-risk/42/", "JOB_NAME": "credit-risk",
            "BUILD_NUMBER": "42", "GIT_COMMIT": "0123456789abcdef0123", "BRANCH_NAME": "main"}
@@ -306,3 +309,13 @@ def test_an_unreadable_mlflow_run_file_is_named(tmp_path: Path) -> None:
     builders.green(tmp_path)
     (tmp_path / MLFLOW_RUN_FILE).write_text("[]")
     assert f"reports/{MLFLOW_RUN_FILE}: unreadable" in report.build_summary(tmp_path, {}).text
+
+
+def test_the_pipeline_cli_starts_on_a_python_without_jinja2_or_numpy() -> None:
+    # `make system` runs this CLI on the system Python before it has python3-jinja2, and
+    # the summary never needs numpy: both are imported only where they are used.
+    script = ("import sys; sys.modules.update(jinja2=None, numpy=None); "
+              "import pipeline.cli, pipeline.report, pipeline.notify")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from training.plots import PLOT_FILES, PLOTS_DIR
+from training.plot_names import PLOT_FILES, PLOTS_DIR
 from training.registry import Registry
 
 FIXTURES = ROOT / "tests" / "data" / "fixtures"

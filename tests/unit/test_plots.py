@@ -17,6 +17,7 @@ from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_split
 from training.evaluate import evaluate_probabilities, segment_labels
+from training.plot_names import PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
 from training.train import is_bad
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -105,11 +106,10 @@ def test_a_holdout_of_one_class_is_refused(holdout_scores: tuple) -> None:
 
 
 def test_the_build_writes_every_plot_as_a_png(trained_model_dir: Path) -> None:
-    directory = trained_model_dir / plots.PLOTS_DIR
-    assert sorted(p.name for p in directory.iterdir()) == sorted(plots.PLOT_FILES)
-    width, height = (round(side * plots.DPI) for side in plots.FIGURE_INCHES)
-    for name in plots.PLOT_FILES:
-        assert png_size(directory / name) == (width, height)
+    directory = trained_model_dir / PLOTS_DIR
+    assert sorted(p.name for p in directory.iterdir()) == sorted(PLOT_FILES)
+    for name in PLOT_FILES:
+        assert png_size(directory / name) == PLOT_PIXELS
         assert 5_000 < (directory / name).stat().st_size < 200_000, name
 
 
@@ -117,7 +117,7 @@ def test_the_same_data_draws_the_same_bytes(data: plots.PlotData, tmp_path: Path
     first = plots.write_plots(tmp_path / "first", data)
     second = plots.write_plots(tmp_path / "second", data)
     assert [p.read_bytes() for p in first] == [p.read_bytes() for p in second]
-    assert len({p.read_bytes() for p in first}) == len(plots.PLOT_FILES)
+    assert len({p.read_bytes() for p in first}) == len(PLOT_FILES)
 
 
 def test_without_matplotlib_no_plots_and_a_warning(data: plots.PlotData, tmp_path: Path,
@@ -135,13 +135,13 @@ def test_without_matplotlib_no_plots_and_a_warning(data: plots.PlotData, tmp_pat
 def test_publishing_replaces_the_last_runs_plots(trained_model_dir: Path,
                                                  tmp_path: Path) -> None:
     reports = tmp_path / "reports"
-    (reports / plots.PLOTS_DIR).mkdir(parents=True)
-    (reports / plots.PLOTS_DIR / "stale.png").write_bytes(PNG_SIGNATURE)
+    (reports / PLOTS_DIR).mkdir(parents=True)
+    (reports / PLOTS_DIR / "stale.png").write_bytes(PNG_SIGNATURE)
     copied = plots.publish(trained_model_dir, reports)
-    assert sorted(p.name for p in (reports / plots.PLOTS_DIR).iterdir()) == sorted(
-        plots.PLOT_FILES)
+    assert sorted(p.name for p in (reports / PLOTS_DIR).iterdir()) == sorted(
+        PLOT_FILES)
     assert [p.read_bytes() for p in copied] == [
-        (trained_model_dir / plots.PLOTS_DIR / p.name).read_bytes() for p in copied]
+        (trained_model_dir / PLOTS_DIR / p.name).read_bytes() for p in copied]
     # A model without plots leaves none behind: an older model's would mislead.
     assert plots.publish(tmp_path / "no-plots-model", reports) == []
-    assert not (reports / plots.PLOTS_DIR).exists()
+    assert not (reports / PLOTS_DIR).exists()
