@@ -8,7 +8,7 @@ import re
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -153,12 +153,19 @@ def inline_images(message: EmailMessage) -> dict[str, str]:
             if part.get_content_type() == "image/png"}
 
 
+def delivered(reports: Path, server: tuple[Inbox, int],
+              build: Callable[[Path], None]) -> EmailMessage:
+    """Build a reports directory, notify the test server, return the one message it got."""
+    inbox, port = server
+    build(reports)
+    notify(reports, smtp_env(port))
+    (message,) = inbox.messages
+    return message
+
+
 def test_plots_travel_as_inline_parts_the_html_refers_to(tmp_path: Path,
                                                          smtp_server: tuple) -> None:
-    inbox, port = smtp_server
-    builders.green(tmp_path)
-    notify(tmp_path, smtp_env(port))
-    message = inbox.messages[0]
+    message = delivered(tmp_path, smtp_server, builders.green)
     html_part = message.get_body(preferencelist=("html",))
     related = next(part for part in message.walk()
                    if part.get_content_type() == "multipart/related")
@@ -180,10 +187,7 @@ def test_plots_travel_as_inline_parts_the_html_refers_to(tmp_path: Path,
 
 def test_without_plots_the_mail_is_text_and_html_only(tmp_path: Path,
                                                       smtp_server: tuple) -> None:
-    inbox, port = smtp_server
-    builders.red_data_tests(tmp_path)
-    notify(tmp_path, smtp_env(port))
-    message = inbox.messages[0]
+    message = delivered(tmp_path, smtp_server, builders.red_data_tests)
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
     assert "<img" not in message.get_body(preferencelist=("html",)).get_content()
 
