@@ -95,7 +95,7 @@ def build_message(summary: Summary, settings: SmtpSettings) -> EmailMessage:
     message["Message-ID"] = make_msgid(domain=settings.sender.rpartition("@")[2] or None)
     message["X-Pipeline-Status"] = summary.status
     message.set_content(summary.text)
-    message.add_alternative(summary.mail_html or summary.html, subtype="html")
+    message.add_alternative(summary.mail_html, subtype="html")
     html_part = message.get_payload()[1]
     # Inline parts referenced by Content-ID: shown without loading anything remote.
     for image in summary.images:

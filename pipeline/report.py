@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import make_msgid
 from pathlib import Path
@@ -71,8 +71,8 @@ class Summary:
     subject: str
     html: str  # summary.html: plots linked beside it in reports/plots/
     text: str
-    mail_html: str = ""  # the same page with the plots as cid: references
-    images: list[InlineImage] = field(default_factory=list)
+    mail_html: str  # the same page with the plots as cid: references
+    images: list[InlineImage]  # the plots, as the e-mail's inline parts
 
 
 def overall_status(inputs: Inputs, environ: Mapping[str, str]) -> tuple[str, str]:
