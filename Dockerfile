@@ -4,7 +4,8 @@
 #   build    deps + pytest: validate the data, train, apply the absolute floor, run the model
 #            tests. Invalid data or a model under the floor fails `docker build` right here.
 #   runtime  the base image + the runtime venv + app/, training/, the data, the model and the
-#            build's reports. No compilers, no tests, a non-root user.
+#            build's reports (and plots). No compilers, no tests, no training-only
+#            packages (matplotlib), a non-root user.
 #
 # `make image` builds it (see the Makefile for why it builds twice: the model version label).
 # Plain `docker build .` or `docker compose up --build` work too; the model version label is
@@ -39,10 +40,13 @@ RUN pip install --no-deps --only-binary=:all: -r /tmp/requirements.txt \
 FROM deps AS build
 WORKDIR /src
 # pytest at the version requirements-dev.txt pins (used as constraints: nothing else from the
-# dev set is installed, and the versions are written once).
-COPY requirements.txt requirements-dev.txt /tmp/
+# dev set is installed, and the versions are written once), and the training-only set
+# (plots): this stage only, the runtime stage copies the deps stage's venv.
+COPY requirements.txt requirements-dev.txt requirements-training.txt /tmp/
 RUN python -m ensurepip --default-pip >/dev/null \
-    && python -m pip install --only-binary=:all: --constraint /tmp/requirements-dev.txt pytest
+    && python -m pip install --only-binary=:all: --constraint /tmp/requirements-dev.txt pytest \
+    && python -m pip install --no-deps --only-binary=:all: -r /tmp/requirements-training.txt \
+    && python -m pip check
 COPY setup.cfg ./
 COPY training/ training/
 COPY data/credit.csv data/credit.csv

@@ -44,13 +44,14 @@ SYSTEM_FOR ?= test
 system: ## install and start what SYSTEM_FOR (test, pipeline, setup, lint-jenkinsfile) needs; root + apt
 	@$(PYTHON_BASE) -m pipeline system $(SYSTEM_FOR)
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-training.txt
 	@$(MAKE) --no-print-directory system SYSTEM_FOR=setup
 	$(PYTHON_BASE) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
+		-r requirements-training.txt
 	touch $@
 
-setup: $(VENV)/.installed ## create .venv with the pinned runtime and dev dependencies
+setup: $(VENV)/.installed ## create .venv with the pinned runtime, dev and training dependencies
 
 $(REPORTS):
 	mkdir -p $@
@@ -348,14 +349,14 @@ logs: ## the stack's last LOG_LINES (200) log lines; SERVICE=app|nginx for one s
 # reports/image.json: the image's name, size and labels, for the summary.
 IMAGE_JSON = {"image": "$(APP_REF)", "id": {{json .Id}}, "size_bytes": {{.Size}}, \
 	"labels": {{json .Config.Labels}}}
-reports-from-image: | $(REPORTS) ## copy the build's reports (model tests, floor gate, card) to reports/
+reports-from-image: | $(REPORTS) ## copy the build's reports (model tests, floor gate, card, plots) to reports/
 	@id=$$(docker create $(APP_REF)) \
 	&& docker cp $$id:/opt/reports/. $(REPORTS)/; status=$$?; \
 	docker rm $$id >/dev/null; [ $$status -eq 0 ] || exit $$status; \
 	docker image inspect --format '$(IMAGE_JSON)' $(APP_REF) > $(REPORTS)/image.json; \
 	ls $(REPORTS)/junit-model-image.xml $(REPORTS)/junit-floor-gate.xml \
 		$(REPORTS)/floor-gate.json $(REPORTS)/model-card.json $(REPORTS)/build-info.json \
-		$(REPORTS)/validation.json $(REPORTS)/image.json
+		$(REPORTS)/validation.json $(REPORTS)/image.json $(REPORTS)/plots/roc-curve.png
 
 # Champion/challenger for the image's model, against the production registry of the stack
 # (its named volume, created with compose's labels when the stack never ran). The recipe
