@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -43,12 +43,11 @@ class DriftWindow:
         self._wakeup = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def add(self, rows: Iterable[dict[str, Any]], reference: dict[str, Any]) -> None:
+    def add(self, rows: Sequence[dict[str, Any]], reference: dict[str, Any]) -> None:
         """Remember scored rows; recompute drift when `every` rows arrived since the last."""
         with self._count_lock:
-            for row in rows:
-                self.rows.append(row)
-                self._since_report += 1
+            self.rows.extend(rows)
+            self._since_report += len(rows)
             due = self._since_report >= self.every and len(self.rows) >= self.min_rows
             if due:
                 self._since_report = 0
