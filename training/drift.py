@@ -9,6 +9,7 @@ moderate shift, over 0.25 a shift that warrants retraining.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -77,7 +78,8 @@ def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     return float(total)
 
 
-def numeric_fractions(values: pd.Series, bin_edges: Sequence[float]) -> list[float]:
+def numeric_fractions(values: pd.Series | np.ndarray,
+                      bin_edges: Sequence[float]) -> list[float]:
     """Share of values in each reference bin; the outer bins are open-ended."""
     edges = np.asarray(bin_edges, dtype=float).copy()
     edges[0], edges[-1] = -np.inf, np.inf
@@ -114,6 +116,35 @@ def feature_drift(values: pd.Series, reference: dict[str, Any], name: str,
     if unseen:
         detail += f"; categories unknown to the model: {unseen}"
     return FeatureDrift(name, value, p_value, value >= threshold or bool(unseen), detail)
+
+
+def category_shares(values: Sequence[Any], categories: Sequence[str]) -> list[float]:
+    """Share of `values` (missing ones left out) in each category; unseen labels count in
+    the total, as in `feature_drift`."""
+    tally = Counter(values)
+    total = sum(tally.values())
+    return [tally.get(category, 0) / total for category in categories]
+
+
+def window_psi(rows: Sequence[dict[str, Any]],
+               reference: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """PSI of every model input over `rows` (applicant dicts): the numbers `drift_report`
+    gives a DataFrame of them, without its tests and wording, in milliseconds rather than
+    the hundreds a pandas pass costs. The service's drift window calls it."""
+    result = {}
+    for column in FEATURES:
+        entry = reference.get(column.name)
+        values = [row[column.name] for row in rows if row.get(column.name) is not None]
+        if entry is None or not values:
+            continue
+        if entry["kind"] == "numeric":
+            actual = numeric_fractions(np.asarray(values), entry["bin_edges"])
+            result[column.name] = psi(entry["fractions"], actual)
+        else:
+            categories = list(entry["fractions"])
+            result[column.name] = psi([entry["fractions"][c] for c in categories],
+                                      category_shares(values, categories))
+    return result
 
 
 def drift_report(frame: pd.DataFrame, reference: dict[str, dict[str, Any]],
