@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -134,8 +135,10 @@ def window_psi(rows: Sequence[dict[str, Any]],
     result = {}
     for column in FEATURES:
         entry = reference.get(column.name)
-        values = [row[column.name] for row in rows if row.get(column.name) is not None]
-        if entry is None or not values:
+        if entry is None:
+            continue
+        values = _present(rows, column.name)
+        if not values:
             continue
         if entry["kind"] == "numeric":
             actual = numeric_fractions(np.asarray(values), entry["bin_edges"])
@@ -145,6 +148,16 @@ def window_psi(rows: Sequence[dict[str, Any]],
             result[column.name] = psi([entry["fractions"][c] for c in categories],
                                       category_shares(values, categories))
     return result
+
+
+def _present(rows: Sequence[dict[str, Any]], name: str) -> list[Any]:
+    """The values of `name` in `rows`, missing and null ones left out (one C loop when every
+    row has it, as the service's validated rows do)."""
+    try:
+        values = list(map(itemgetter(name), rows))
+    except KeyError:
+        values = [row[name] for row in rows if name in row]
+    return [value for value in values if value is not None] if None in values else values
 
 
 def drift_report(frame: pd.DataFrame, reference: dict[str, dict[str, Any]],
