@@ -189,8 +189,9 @@ serve-stop: ## stop the Gunicorn and NGINX started by make serve
 
 # wrk cannot bind the loopback address NGINX exempts from its rate limit (127.0.0.2), so the
 # benchmark's NGINX copy exempts 127.0.0.1 as well (NGINX_RATE_EXEMPT). The bare Flask no-op
-# runs under the same Gunicorn settings on BENCH_NOOP_PORT; the service accepts batches of
-# BENCH_BATCH_SIZE rows. The benchmark's prediction log is removed afterwards. Workers are not
+# runs under the same Gunicorn settings on BENCH_NOOP_PORT; the service keeps its own batch and
+# body limits (1,000 rows by default), so the batches measured are ones it accepts in
+# production. The benchmark's prediction log is removed afterwards. Workers are not
 # recycled during the runs (GUNICORN_MAX_REQUESTS=0 for both apps): at thousands of requests
 # a second both workers reach max_requests within seconds of each other, and the runs would
 # measure worker start-up instead of requests.
@@ -200,7 +201,7 @@ bench: setup | $(REPORTS) ## wrk: bare Flask, /healthz, 1-row predict, 1,000-row
 		$(MAKE) --no-print-directory serve-stop RUN_DIR=$(BENCH_RUN_DIR)/noop; \
 		rm -f $(BENCH_RUN_DIR)/predictions.jsonl*' EXIT; \
 	export GUNICORN_MAX_REQUESTS=0; \
-	MAX_BATCH_SIZE=$(BENCH_BATCH_SIZE) $(MAKE) --no-print-directory serve \
+	$(MAKE) --no-print-directory serve \
 		RUN_DIR=$(BENCH_RUN_DIR) SERVE_PORT=$(BENCH_PORT) GUNICORN_PORT=$(BENCH_GUNICORN_PORT) \
 		NGINX_RATE_EXEMPT=127.0.0.1 \
 		PREDICTION_LOG=$(abspath $(BENCH_RUN_DIR))/predictions.jsonl \
