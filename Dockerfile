@@ -5,7 +5,8 @@
 #            store, /opt/reports/mlruns), apply the absolute floor, run the model tests.
 #            Invalid data or a model under the floor fails `docker build` right here.
 #   runtime  the base image + the runtime venv + app/, training/, the data, the model and the
-#            build's reports. No compilers, no tests, a non-root user.
+#            build's reports (and plots). No compilers, no tests, no training-only
+#            packages (matplotlib), a non-root user.
 #
 # `make image` builds it (see the Makefile for why it builds twice: the model version label).
 # Plain `docker build .` or `docker compose up --build` work too; the model version label is
@@ -40,7 +41,8 @@ RUN pip install --no-deps --only-binary=:all: -r /tmp/requirements.txt \
 FROM deps AS build
 WORKDIR /src
 # pytest at the version requirements-dev.txt pins (used as constraints: nothing else from the
-# dev set is installed, and the versions are written once), and the training-only set (MLflow),
+# dev set is installed, and the versions are written once), and the training-only set (MLflow,
+# matplotlib for the plots),
 # fully pinned and so installed with --no-deps. `pip check` may report one thing only: MLflow's
 # gunicorn<27, which the service's gunicorn pin overrules (requirements-training.txt says why).
 COPY requirements.txt requirements-dev.txt requirements-training.txt /tmp/

@@ -51,7 +51,7 @@ SYSTEM_FOR ?= test
 system: ## install and start what SYSTEM_FOR (test, pipeline, setup, lint-jenkinsfile) needs; root + apt
 	@$(PYTHON_BASE) -m pipeline system $(SYSTEM_FOR)
 
-# requirements-training.txt (MLflow) pins everything it needs and goes in with --no-deps: see
+# requirements-training.txt (MLflow, matplotlib) pins everything it needs and goes in with --no-deps: see
 # its header for the one requirement of MLflow's that the service's pins overrule.
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-training.txt
 	@$(MAKE) --no-print-directory system SYSTEM_FOR=setup
@@ -61,7 +61,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-training.
 		-r requirements-training.txt
 	touch $@
 
-setup: $(VENV)/.installed ## create .venv with the pinned runtime, training (MLflow) and dev dependencies
+setup: $(VENV)/.installed ## create .venv with the pinned runtime, training (MLflow, plots) and dev dependencies
 
 $(REPORTS):
 	mkdir -p $@
@@ -207,8 +207,9 @@ serve-stop: ## stop the Gunicorn and NGINX started by make serve
 
 # wrk cannot bind the loopback address NGINX exempts from its rate limit (127.0.0.2), so the
 # benchmark's NGINX copy exempts 127.0.0.1 as well (NGINX_RATE_EXEMPT). The bare Flask no-op
-# runs under the same Gunicorn settings on BENCH_NOOP_PORT; the service accepts batches of
-# BENCH_BATCH_SIZE rows. The benchmark's prediction log is removed afterwards. Workers are not
+# runs under the same Gunicorn settings on BENCH_NOOP_PORT; the service keeps its own batch and
+# body limits (1,000 rows by default), so the batches measured are ones it accepts in
+# production. The benchmark's prediction log is removed afterwards. Workers are not
 # recycled during the runs (GUNICORN_MAX_REQUESTS=0 for both apps): at thousands of requests
 # a second both workers reach max_requests within seconds of each other, and the runs would
 # measure worker start-up instead of requests.
@@ -218,7 +219,7 @@ bench: setup | $(REPORTS) ## wrk: bare Flask, /healthz, 1-row predict, 1,000-row
 		$(MAKE) --no-print-directory serve-stop RUN_DIR=$(BENCH_RUN_DIR)/noop; \
 		rm -f $(BENCH_RUN_DIR)/predictions.jsonl*' EXIT; \
 	export GUNICORN_MAX_REQUESTS=0; \
-	MAX_BATCH_SIZE=$(BENCH_BATCH_SIZE) $(MAKE) --no-print-directory serve \
+	$(MAKE) --no-print-directory serve \
 		RUN_DIR=$(BENCH_RUN_DIR) SERVE_PORT=$(BENCH_PORT) GUNICORN_PORT=$(BENCH_GUNICORN_PORT) \
 		NGINX_RATE_EXEMPT=127.0.0.1 \
 		PREDICTION_LOG=$(abspath $(BENCH_RUN_DIR))/predictions.jsonl \
@@ -367,14 +368,14 @@ logs: ## the stack's last LOG_LINES (200) log lines; SERVICE=app|nginx for one s
 # reports/image.json: the image's name, size and labels, for the summary.
 IMAGE_JSON = {"image": "$(APP_REF)", "id": {{json .Id}}, "size_bytes": {{.Size}}, \
 	"labels": {{json .Config.Labels}}}
-reports-from-image: | $(REPORTS) ## copy the build's reports (model tests, floor gate, card) to reports/
+reports-from-image: | $(REPORTS) ## copy the build's reports (model tests, floor gate, card, plots) to reports/
 	@id=$$(docker create $(APP_REF)) \
 	&& docker cp $$id:/opt/reports/. $(REPORTS)/; status=$$?; \
 	docker rm $$id >/dev/null; [ $$status -eq 0 ] || exit $$status; \
 	docker image inspect --format '$(IMAGE_JSON)' $(APP_REF) > $(REPORTS)/image.json; \
 	ls $(REPORTS)/junit-model-image.xml $(REPORTS)/junit-floor-gate.xml \
 		$(REPORTS)/floor-gate.json $(REPORTS)/model-card.json $(REPORTS)/build-info.json \
-		$(REPORTS)/validation.json $(REPORTS)/image.json
+		$(REPORTS)/validation.json $(REPORTS)/image.json $(REPORTS)/plots/roc-curve.png
 
 # Champion/challenger for the image's model, against the production registry of the stack
 # (its named volume, created with compose's labels when the stack never ran). The recipe
@@ -463,7 +464,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 lint-jenkinsfile: node_modules/.installed ## lint the Jenkinsfile with npm-groovy-lint (pinned; needs Node and Java)
-	$(GROOVY_LINT) --noserver --failon error --config jenkins/.groovylintrc.json Jenkinsfile
+	$(GROOVY_LINT) --noserver --failon error --config jenkins/.groovylintrc.json Jenkinsfile jenkins/mutation.Jenkinsfile
 
 # --- continuous training (issue 6) ---------------------------------------------------------
 # Labelled batches arrive in data/incoming/ (TRAINING_INCOMING_DIR); `retrain` takes them in
@@ -503,7 +504,7 @@ simulate: setup ## write a SIMULATED labelled batch to data/incoming: KIND AMOUN
 # --- mutation testing (issue 16) ------------------------------------------------------------
 # mutmut mutates the core modules setup.cfg's [mutmut] section lists and runs the fast test
 # kinds against each mutant (details: pipeline/mutation.py). The full run takes hours on two
-# cores: run it on a schedule; `make test` (so CI) runs the fixed sample. MUTATION_RESUME=1 continues an
+# cores: Jenkins runs it weekly (jenkins/mutation.Jenkinsfile); `make test` (so CI) runs the fixed sample. MUTATION_RESUME=1 continues an
 # interrupted full run from mutants/.
 MUTMUT := $(abspath $(VENV))/bin/mutmut
 MUTATION_JOBS ?= 2

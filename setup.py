@@ -29,9 +29,10 @@ setup(
     packages=find_packages(include=["training", "training.*", "app", "app.*",
                                     "pipeline", "pipeline.*"]),
     include_package_data=True,
-    package_data={"app": ["templates/*.html", "static/*"]},
+    package_data={"app": ["templates/*.html", "static/*"], "pipeline": ["templates/*.html"]},
     install_requires=requirements("requirements.txt"),
-    extras_require={"dev": requirements("requirements-dev.txt")},
+    extras_require={"dev": requirements("requirements-dev.txt"),
+                    "training": requirements("requirements-training.txt")},
     entry_points={"console_scripts": [
         "credit-training=training.cli:main",
         "credit-pipeline=pipeline.cli:main",

@@ -14,7 +14,6 @@ from typing import Any
 
 from flask import Flask
 
-from training.config import TrainingConfig
 from training.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -49,10 +48,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             model.scoring_path),
         on_failure=lambda version, error: metrics.model_reload_failures.inc())
     drift = DriftWindow(int(settings["DRIFT_WINDOW"]), int(settings["DRIFT_EVERY"]),
-                        int(settings["DRIFT_MIN_ROWS"]),
-                        TrainingConfig.from_env().drift_psi_threshold,
-                        on_report=lambda report: metrics.drift_computed(report.features,
-                                                                        report.rows))
+                        int(settings["DRIFT_MIN_ROWS"]), on_report=metrics.drift_computed)
     prediction_log = JsonLinesLog(Path(settings["PREDICTION_LOG"]),
                                   int(settings["PREDICTION_LOG_MAX_BYTES"]))
     feedback_log = JsonLinesLog(Path(settings["FEEDBACK_LOG"]),

@@ -7,12 +7,12 @@ process, so it is a 422 naming `instances`; 413 is kept for bodies over the rout
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from app import json_body
 from app.errors import MAX_REPORTED_FIELDS, ApiError, error_response
 from app.feedback import AlreadyAnswered, UnknownPrediction, bearer_matches
 from app.model_card import public_card
@@ -46,14 +46,10 @@ def read_json() -> Any:
         raise ApiError(400, "The request body is empty; send a JSON document.",
                        error="malformed_json")
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        return json_body.parse(data)
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
         raise ApiError(400, f"The request body is not valid JSON: {error}",
                        error="malformed_json") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _validation_error(error: ValidationFailed) -> ApiError:
@@ -73,9 +69,9 @@ def predict() -> Any:
         raise _validation_error(error) from None
     prediction_id = new_request_id()  # issued here: a client's X-Request-ID only traces
     model, scored = score_rows(rows, prediction_id, batch)
-    response = jsonify({"request_id": prediction_id, "model_version": model.version,
-                        "threshold": model.threshold,
-                        "predictions": [item.to_dict() for item in scored]})
+    response = json_body.response({"request_id": prediction_id, "model_version": model.version,
+                                   "threshold": model.threshold,
+                                   "predictions": [item.to_dict() for item in scored]})
     response.headers[MODEL_VERSION_HEADER] = model.version
     return response
 

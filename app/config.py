@@ -33,19 +33,22 @@ DEFAULTS: dict[str, Any] = {
     # How often (seconds) each worker's watcher thread reads the production pointer, with or
     # without traffic; 0 = on every request instead, no thread (tests and debugging only).
     "MODEL_RELOAD_SECONDS": 5.0,
-    # Rows per scoring request, and bytes per request body, per route (413 above it). A
-    # 100-row batch is ~55 KB compact and ~86 KB pretty-printed at the largest valid values,
-    # so 128 KiB holds the largest batch and no more. Feedback is one small object; every
-    # other body (the HTML form) has MAX_CONTENT_LENGTH. NGINX's client_max_body_size per
-    # location (nginx/credit-risk.conf.template) holds the same numbers.
-    "MAX_BATCH_SIZE": 100,
-    "MAX_PREDICT_BYTES": 128 * 1024,
+    # Rows per scoring request, and bytes per request body, per route (413 above it).
+    # DESIGN promises batches of 1,000 applicants: ~0.5 MB compact for typical rows, 732 KB
+    # compact and 990 KB pretty-printed at the largest valid values, so 1,000 KiB holds the
+    # largest batch and no more. A deployment that only scores small batches lowers both
+    # (and NGINX's limit with them): the body limit bounds what one request may hold in
+    # NGINX's and a worker's memory. Feedback is one small object; every other body (the
+    # HTML form) has MAX_CONTENT_LENGTH. NGINX's client_max_body_size per location
+    # (nginx/credit-risk.conf.template) holds the same numbers.
+    "MAX_BATCH_SIZE": 1000,
+    "MAX_PREDICT_BYTES": 1000 * 1024,
     "MAX_FEEDBACK_BYTES": 4 * 1024,
     "MAX_CONTENT_LENGTH": 16 * 1024,
     # Drift in /metrics: PSI over the last DRIFT_WINDOW rows this worker scored,
-    # recomputed every DRIFT_EVERY rows once DRIFT_MIN_ROWS rows were seen. A recompute over
-    # 1,000 rows costs tens of milliseconds of the worker's CPU (and GIL): every 250 rows keeps
-    # it near 0.1 ms per scored row, where every 50 cost as much as the model itself.
+    # recomputed every DRIFT_EVERY rows once DRIFT_MIN_ROWS rows were seen, on the worker's
+    # drift thread. A recompute over 1,000 rows costs a few milliseconds of the worker's CPU
+    # (and GIL; training.drift.window_psi): every 250 rows keeps it near 0.01 ms per row.
     "DRIFT_WINDOW": 1000,
     "DRIFT_EVERY": 250,
     "DRIFT_MIN_ROWS": 100,

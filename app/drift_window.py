@@ -1,10 +1,12 @@
 """A worker's rolling window of recent inputs and their drift against the model's reference.
 
-PSI over hundreds of rows costs tens of milliseconds, so it is recomputed every `every` rows
-rather than per request, and never on a request thread: the request that crosses the mark
-hands a snapshot to the worker's drift thread (started on first use, after Gunicorn's fork)
-and returns. A snapshot not yet computed is replaced by a newer one, so a burst of traffic
-queues at most one computation.
+Only the PSI of each input is published (`training.drift.window_psi`: a few milliseconds
+for 1,000 rows, where the full pandas report with its tests took hundreds under load and held
+the GIL against the worker's requests). It is recomputed every `every` rows rather than per
+request, and never on a request thread: the request that crosses the mark hands a snapshot to
+the worker's drift thread (started on first use, after Gunicorn's fork) and returns. A
+snapshot not yet computed is replaced by a newer one, so a burst of traffic queues at most one
+computation.
 """
 
 from __future__ import annotations
@@ -12,43 +14,39 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import pandas as pd
-
-from training.drift import DriftReport, drift_report
-from training.schema import feature_names
+from training.drift import window_psi
 
 logger = logging.getLogger(__name__)
 
-DriftCallback = Callable[[DriftReport], None]
+# Called with the PSI of each input and the number of rows it was computed over.
+DriftCallback = Callable[[dict[str, float], int], None]
 
 
 class DriftWindow:
     """The last `size` scored rows of this worker, with a periodic drift report."""
 
-    def __init__(self, size: int, every: int, min_rows: int, threshold: float,
+    def __init__(self, size: int, every: int, min_rows: int,
                  on_report: DriftCallback) -> None:
         self.rows: deque[dict[str, Any]] = deque(maxlen=max(size, 1))
         self.every = max(every, 1)
         self.min_rows = min_rows
-        self.threshold = threshold
         self._on_report = on_report
         self._since_report = 0
         self._count_lock = threading.Lock()
         self._compute_lock = threading.Lock()
-        self.last_report: DriftReport | None = None
+        self.last_psi: dict[str, float] | None = None
         self._pending: tuple[list[dict[str, Any]], dict[str, Any]] | None = None
         self._wakeup = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def add(self, rows: Iterable[dict[str, Any]], reference: dict[str, Any]) -> None:
+    def add(self, rows: Sequence[dict[str, Any]], reference: dict[str, Any]) -> None:
         """Remember scored rows; recompute drift when `every` rows arrived since the last."""
         with self._count_lock:
-            for row in rows:
-                self.rows.append(row)
-                self._since_report += 1
+            self.rows.extend(rows)
+            self._since_report += len(rows)
             due = self._since_report >= self.every and len(self.rows) >= self.min_rows
             if due:
                 self._since_report = 0
@@ -80,10 +78,8 @@ class DriftWindow:
         if not self._compute_lock.acquire(blocking=False):
             return  # a computation is running; the next mark will catch up
         try:
-            frame = pd.DataFrame(rows, columns=feature_names())
-            report = drift_report(frame, reference, self.threshold)
-            self.last_report = report
-            self._on_report(report)
+            self.last_psi = window_psi(rows, reference)
+            self._on_report(self.last_psi, len(rows))
         except Exception:  # noqa: BLE001 - monitoring must never fail a prediction
             logger.exception("drift computation failed")
         finally:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from flask import Flask, Response, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
                                Histogram, generate_latest, multiprocess, values)
 
 from app.metrics_files import MIN_FREE_BYTES, free_bytes, merge_lock
-from training.drift import FeatureDrift
 from training.fast_scorer import SCORING_PATHS
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -102,10 +101,10 @@ class Metrics:
         self.model_info.labels(version=version).set(1)
         self.model_reloads.inc()
 
-    def drift_computed(self, features: Iterable[FeatureDrift], rows: int) -> None:
-        """Publish the PSI of every input."""
-        for item in features:
-            self.feature_drift.labels(feature=item.feature).set(item.psi)
+    def drift_computed(self, psi_by_feature: Mapping[str, float], rows: int) -> None:
+        """Publish the PSI of every input, then the rows it was computed over."""
+        for feature, value in psi_by_feature.items():
+            self.feature_drift.labels(feature=feature).set(value)
         self.drift_window_rows.set(rows)
 
     def writable(self) -> bool:

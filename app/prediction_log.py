@@ -54,8 +54,11 @@ class JsonLinesLog:
         data = encode_lines(records)
         if not data:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        size = append_lines(self.path, data)
+        try:
+            size = append_lines(self.path, data)
+        except FileNotFoundError:  # the first append: one mkdir then, not one per request
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            size = append_lines(self.path, data)
         if self.max_bytes and size >= self.max_bytes:
             self.rotate()
 

@@ -58,9 +58,9 @@ def score_rows(rows: list[dict[str, Any]], prediction_id: str,
     model = current_model()
     probabilities = model.predict_proba_bad_rows(rows)
     decisions = model.decide(probabilities)
-    scored = [Scored(rid, round(float(p), 6), d, row) for rid, p, d, row in
-              zip(row_request_ids(prediction_id, len(rows), batch), probabilities, decisions,
-                  rows)]
+    # tolist(): Python floats at once, not one numpy scalar per row; the same rounding.
+    scored = list(map(Scored, row_request_ids(prediction_id, len(rows), batch),
+                      [round(p, 6) for p in probabilities.tolist()], decisions, rows))
     _log(state, model, scored)
     for decision, count in Counter(decisions).items():  # one update per decision, not per row
         state.metrics.predictions.labels(decision=decision).inc(count)
@@ -72,10 +72,10 @@ def score_rows(rows: list[dict[str, Any]], prediction_id: str,
 def _log(state: Service, model: LoadedModel, scored: list[Scored]) -> None:
     """Append one line per row; when that fails (a full disk), count it and answer 503:
     a prediction the log does not hold is never answered (drift, feedback, retraining)."""
-    time, version = utc_now(), model.version  # once per request, not per row
-    # trace_id: the request's X-Request-ID (NGINX's or the client's), for following it
-    # through the access logs; the request_id is the service's own.
-    records = [{"time": time, "request_id": item.request_id, "trace_id": g.get("request_id"),
+    # Once per request, not per row. trace_id: the request's X-Request-ID (NGINX's or the
+    # client's), for following it through the access logs; the request_id is the service's.
+    time, version, trace_id = utc_now(), model.version, g.get("request_id")
+    records = [{"time": time, "request_id": item.request_id, "trace_id": trace_id,
                 "inputs": item.inputs,
                 "output": {"probability_bad": item.probability_bad,
                            "decision": item.decision},

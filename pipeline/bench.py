@@ -319,10 +319,18 @@ TARGETS = (
 
 
 def target_values(report: dict[str, Any]) -> dict[str, float | None]:
-    """The value of each target's ratio or time in this report."""
+    """The value of each target's ratio or time in this report; None when it was not
+    measured, or when requests it reads failed (a 413 is fast, and would count as a batch)."""
     results, paced = report["endpoints"], report["paced"]
-    batch = results[batch_name(report["batch_size"])]
-    return {
+    batch_key = batch_name(report["batch_size"])
+    batch = results[batch_key]
+    reads = {"predict_vs_healthz_nginx": (SINGLE_NGINX, HEALTHZ_NGINX),
+             "healthz_vs_noop": (HEALTHZ_DIRECT, NOOP),
+             "batch_server_p50_ms": (batch_key,),
+             "batch_vs_single_rows": (batch_key, SINGLE_NGINX),
+             "paced_p99_vs_noop": (PACED_PREDICT, PACED_NOOP)}
+    measured = {**results, **paced}
+    values = {
         "predict_vs_healthz_nginx": _ratio(results[SINGLE_NGINX]["requests_per_second"],
                                            results[HEALTHZ_NGINX]["requests_per_second"]),
         "healthz_vs_noop": _ratio(results[HEALTHZ_DIRECT]["requests_per_second"],
@@ -333,6 +341,8 @@ def target_values(report: dict[str, Any]) -> dict[str, float | None]:
         "paced_p99_vs_noop": _ratio(paced[PACED_PREDICT]["latency_ms"]["p99"],
                                     paced[PACED_NOOP]["latency_ms"]["p99"]),
     }
+    return {key: None if any(measured[name].get("errors") for name in reads[key]) else value
+            for key, value in values.items()}
 
 
 def judge(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from training.plot_names import PLOT_FILES, PLOTS_DIR
+
 # The Jenkins variables the summary shows (the build link, the job, the commit).
 BUILD_VARIABLES = ("BUILD_URL", "JOB_NAME", "BUILD_NUMBER", "GIT_COMMIT", "BRANCH_NAME",
                    "GIT_BRANCH")
 FLAKE8_LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<code>[A-Z]+\d+) ")
 MAX_FAILED_CASES = 10
+MLFLOW_RUN_FILE = "mlflow-run.json"
 
 # What each input means when it is absent: the summary lists these for a partial run.
 MISSING_MEANS = {
@@ -65,6 +68,8 @@ class Inputs:
     gate: dict[str, Any] | None = None
     image: dict[str, Any] | None = None
     bench: dict[str, Any] | None = None  # the last `make bench`, when one ran here
+    plots: list[Path] = field(default_factory=list)  # the model's holdout plots, in order
+    mlflow_run: dict[str, Any] | None = None  # the training run, when it was tracked
     build: dict[str, str] = field(default_factory=dict)
     missing: list[tuple[str, str]] = field(default_factory=list)
 
@@ -91,6 +96,15 @@ def collect(reports_dir: Path, environ: Mapping[str, str]) -> Inputs:
     # Optional too: `make bench` is run by people, not by every pipeline run.
     if (reports_dir / "bench.json").exists():
         inputs.bench = _read(inputs, "bench.json", _json)
+    inputs.plots = [reports_dir / PLOTS_DIR / name for name in PLOT_FILES
+                    if (reports_dir / PLOTS_DIR / name).is_file()]
+    if inputs.card is not None and not inputs.plots:
+        inputs.note_missing(f"{PLOTS_DIR}/", "no plots: the training run drew none "
+                            "(matplotlib comes with requirements-training.txt)")
+    # Written by the MLflow tracking (run_id, experiment_id, tracking_uri, run_url) when
+    # the training run was tracked; no file, no link.
+    if (reports_dir / MLFLOW_RUN_FILE).exists():
+        inputs.mlflow_run = _read(inputs, MLFLOW_RUN_FILE, _json)
     return inputs
 
 

@@ -83,7 +83,8 @@ class SmtpSettings:
 
 
 def build_message(summary: Summary, settings: SmtpSettings) -> EmailMessage:
-    """A multipart/alternative message: the text summary, then the HTML one."""
+    """A multipart/alternative message: the text summary, then the HTML one, which is
+    multipart/related with the plots as inline parts when there are plots."""
     # RFC 5322 allows 998-character lines; folding at 78 would push a subject just over
     # that length onto a continuation line, which some readers show with a leading blank.
     message = EmailMessage(policy=email.policy.default.clone(max_line_length=998))
@@ -94,7 +95,13 @@ def build_message(summary: Summary, settings: SmtpSettings) -> EmailMessage:
     message["Message-ID"] = make_msgid(domain=settings.sender.rpartition("@")[2] or None)
     message["X-Pipeline-Status"] = summary.status
     message.set_content(summary.text)
-    message.add_alternative(summary.html, subtype="html")
+    message.add_alternative(summary.mail_html, subtype="html")
+    html_part = message.get_payload()[1]
+    # Inline parts referenced by Content-ID: shown without loading anything remote.
+    for image in summary.images:
+        html_part.add_related(image.path.read_bytes(), maintype="image", subtype="png",
+                              cid=f"<{image.content_id}>", filename=image.path.name,
+                              disposition="inline")
     return message
 
 

@@ -55,6 +55,11 @@ def _venv_present() -> bool:
     return importlib.util.find_spec("ensurepip") is not None
 
 
+def _jinja2_present() -> bool:
+    # The summary (`make report`, `make notify`) renders its template on this Python.
+    return importlib.util.find_spec("jinja2") is not None
+
+
 def _succeeds(command: Sequence[str]) -> bool:
     try:
         return subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT,
@@ -80,6 +85,7 @@ class Component:
 
 
 PYTHON_VENV = Component("Python venv", ("python3-venv",), probe=_venv_present)
+JINJA2 = Component("Jinja2 for the summary", ("python3-jinja2",), probe=_jinja2_present)
 NGINX = Component("NGINX", ("nginx",), ("nginx",))
 DOCKER_ENGINE = Component("Docker engine", ("docker.io",), ("docker", "dockerd"))
 COMPOSE = Component("Docker Compose", ("docker-compose",), probe=_compose_present)
@@ -91,7 +97,7 @@ STRESS_NG = Component("stress-ng", ("stress-ng",), ("stress-ng",))
 NODE = Component("Node.js", ("nodejs", "npm"), ("node", "npm"))
 JAVA = Component("Java", ("default-jre-headless",), ("java",))
 COMPONENTS = (PYTHON_VENV, NGINX, DOCKER_ENGINE, COMPOSE, DEBOOTSTRAP, CHROMIUM, CHROMEDRIVER,
-              WRK, STRESS_NG, NODE, JAVA)
+              WRK, STRESS_NG, NODE, JAVA, JINJA2)
 
 
 def providing(executable: str) -> Component | None:
@@ -116,8 +122,9 @@ JOBS: dict[str, Job] = {
     TEST_JOB: Job("make test", (PYTHON_VENV, NGINX, DOCKER_ENGINE, COMPOSE, DEBOOTSTRAP,
                                 CHROMIUM, CHROMEDRIVER, WRK, STRESS_NG), needs_engine=True),
     f"{PIPELINE_JOB}-{DOCKER}": Job("make pipeline (Docker mode)",
-                                    (PYTHON_VENV, DOCKER_ENGINE, COMPOSE), needs_engine=True),
-    f"{PIPELINE_JOB}-{NATIVE}": Job("make pipeline (native mode)", (PYTHON_VENV, NGINX)),
+                                    (PYTHON_VENV, DOCKER_ENGINE, COMPOSE, JINJA2),
+                                    needs_engine=True),
+    f"{PIPELINE_JOB}-{NATIVE}": Job("make pipeline (native mode)", (PYTHON_VENV, NGINX, JINJA2)),
     LINT_JENKINSFILE_JOB: Job("make lint-jenkinsfile", (NODE, JAVA)),
 }
 

@@ -2,24 +2,38 @@
 
 Built from what the run left in reports/ (pipeline/inputs.py): overall status, each stage's
 result and duration, test counts per kind, coverage, lint findings, the model's metrics next
-to the champion's, the gate decision with its reasons, the build link when Jenkins ran it,
-and what is missing. The HTML uses inline styles and tables only, because mail clients drop
-style sheets; every value from a report file is escaped.
+to the champion's, its holdout plots, the gate decision with its reasons, the links to the
+build and the MLflow run when known, and what is missing. The HTML comes from
+pipeline/templates/summary.html (Jinja2, autoescaped): inline styles and tables only,
+because mail clients drop style sheets.
+
+The plots are separate PNG files, not data: URIs. summary.html refers to them beside it
+(reports/plots/), which works when the file is opened from reports/ and in Jenkins' archived
+artifacts (served with a Content-Security-Policy whose img-src allows the same origin but
+not data: URIs), and keeps the HTML small. The e-mail carries them as inline parts
+referenced by Content-ID (pipeline/notify.py), so they show without remote loading; most
+webmail clients drop data: URIs anyway.
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.utils import make_msgid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pipeline.inputs import Inputs, TestCounts, collect
+from training.plot_names import PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
+
+if TYPE_CHECKING:
+    import jinja2
 
 logger = logging.getLogger("pipeline")
 
@@ -32,19 +46,33 @@ DECISIONS = {"promoted": "promoted: the new model serves production",
              "champion_kept": "champion kept: the production model stays",
              "failed": "failed: the model is under the quality floor",
              "floor_passed": "floor passed; champion/challenger has not run yet"}
+DECISION_COLOURS = {"promoted": "#1a7f37", "champion_kept": "#9a6700", "failed": "#cf222e"}
 FONT = "-apple-system,BlinkMacSystemFont,'Segoe UI',Helvetica,Arial,sans-serif"
+TABLE_CELL = "padding:6px 10px;border-bottom:1px solid #d8dee4;text-align:left;vertical-align:top"
+PLOT_WIDTH = PLOT_PIXELS[0]  # as drawn: the mail client lays the page out before loading
+CONTENT_ID_DOMAIN = "credit-risk.summary"
 GATE_KIND = "gate"  # reports/junit-gate.xml, written by training/gate.py
+
+
+@dataclass(frozen=True)
+class InlineImage:
+    """A plot the e-mail carries as an inline part, and the Content-ID its HTML refers to."""
+
+    path: Path
+    content_id: str  # without angle brackets, as `cid:` URLs write it
 
 
 @dataclass
 class Summary:
-    """The rendered summary and what the e-mail subject needs."""
+    """The rendered summary and what the e-mail needs: subject, bodies, inline images."""
 
     status: str
     headline: str
     subject: str
-    html: str
+    html: str  # summary.html: plots linked beside it in reports/plots/
     text: str
+    mail_html: str  # the same page with the plots as cid: references
+    images: list[InlineImage]  # the plots, as the e-mail's inline parts
 
 
 def overall_status(inputs: Inputs, environ: Mapping[str, str]) -> tuple[str, str]:
@@ -108,9 +136,14 @@ def build_summary(reports_dir: Path, environ: Mapping[str, str] | None = None) -
     phrase = headline(status, inputs)
     subject = f"credit-risk {status}: {phrase} ({where(inputs)})"
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    images = plot_images(inputs)
+    content_ids = {image.path: image.content_id for image in images}
     return Summary(status, phrase, subject,
                    render_html(inputs, status, basis, phrase, generated),
-                   render_text(inputs, status, basis, phrase, generated))
+                   render_text(inputs, status, basis, phrase, generated),
+                   mail_html=render_html(inputs, status, basis, phrase, generated,
+                                         lambda path: f"cid:{content_ids[path]}"),
+                   images=images)
 
 
 def write_summary(reports_dir: Path, environ: Mapping[str, str] | None = None) -> Summary:
@@ -264,172 +297,112 @@ def context_items(inputs: Inputs, basis: str, generated: str) -> list[tuple[str,
 
 
 # --- HTML ---------------------------------------------------------------------------------
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
+@functools.cache
+def templates() -> jinja2.Environment:
+    """The summary's templates, autoescaped like the service's pages (app/templates)."""
+    # Imported here, not at the top: the pipeline's CLI runs on the system Python, whose
+    # Jinja2 (python3-jinja2) the system step installs, so `make system` must start without.
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("pipeline", "templates"),
+                              autoescape=jinja2.select_autoescape(["html"]),
+                              undefined=jinja2.StrictUndefined, trim_blocks=True,
+                              lstrip_blocks=True, keep_trailing_newline=True)
 
 
-def _table(headers: list[str], rows: list[tuple[Any, ...]], colour_column: int | None = None,
-           colours: Mapping[str, str] | None = None) -> str:
-    cell = "padding:6px 10px;border-bottom:1px solid #d8dee4;text-align:left;vertical-align:top"
-    head = "".join(f'<th style="{cell};background:#f6f8fa;font-weight:600">{_e(h)}</th>'
-                   for h in headers)
-    body = []
-    for row in rows:
-        cells = []
-        for index, value in enumerate(row):
-            style = cell
-            if index == colour_column and colours:
-                style += (f";color:{colours.get(str(value), '#1f2328')};font-weight:600;"
-                          "white-space:nowrap")
-            cells.append(f'<td style="{style}">{_e(value)}</td>')
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return ('<table role="presentation" cellpadding="0" cellspacing="0" '
-            'style="border-collapse:collapse;width:100%;font-size:13px">'
-            f"<tr>{head}</tr>{''.join(body)}</table>")
+def web_url(value: object) -> str | None:
+    """`value` when it is an http(s) URL; None otherwise (a `javascript:` link in a report
+    file would survive escaping)."""
+    text = str(value or "")
+    return text if urlsplit(text).scheme in ("http", "https") and "//" in text else None
 
 
-def _section(title: str, body: str) -> str:
-    return (f'<h2 style="font-size:15px;margin:22px 0 8px;color:#1f2328">{_e(title)}</h2>'
-            f"{body}")
+def link_items(inputs: Inputs) -> list[tuple[str, str]]:
+    """(label, URL) of the build's pages in Jenkins and of the MLflow run, where known."""
+    links = []
+    url = web_url(inputs.build.get("BUILD_URL"))
+    if url:
+        base = url if url.endswith("/") else url + "/"
+        links += [("build", base), ("console log", base + "console"),
+                  ("test results", base + "testReport/")]
+    run_url = web_url((inputs.mlflow_run or {}).get("run_url"))
+    if run_url:
+        links.append(("MLflow run", run_url))
+    return links
 
 
-def _para(text: str, colour: str = "#1f2328") -> str:
-    return f'<p style="margin:6px 0;font-size:13px;color:{colour}">{_e(text)}</p>'
+def plot_images(inputs: Inputs) -> list[InlineImage]:
+    """The holdout plots in reports/plots/, each with a Content-ID for the e-mail."""
+    return [InlineImage(path, make_msgid(idstring=path.stem, domain=CONTENT_ID_DOMAIN)[1:-1])
+            for path in inputs.plots]
 
 
-def _list(items: list[str]) -> str:
-    entries = "".join(f'<li style="margin:2px 0">{_e(item)}</li>' for item in items)
-    return f'<ul style="margin:6px 0;padding-left:20px;font-size:13px">{entries}</ul>'
-
-
-def _links_html(build: Mapping[str, str]) -> str:
-    url = build.get("BUILD_URL")
-    if not url:
-        return ""
-    base = url if url.endswith("/") else url + "/"
-    links = [("build", base), ("console log", base + "console"),
-             ("test results", base + "testReport/")]
-    style = "color:#0969da;text-decoration:none;font-weight:600"
-    return _para_raw(" &middot; ".join(f'<a href="{_e(href)}" style="{style}">{_e(label)}</a>'
-                                       for label, href in links))
-
-
-def _para_raw(markup: str) -> str:
-    return f'<p style="margin:6px 0;font-size:13px">{markup}</p>'
-
-
-def _header_html(status: str, phrase: str, items: list[tuple[str, str]]) -> str:
-    colour = COLOURS.get(status, COLOURS[UNKNOWN])
-    facts = " &middot; ".join(f"{_e(label)}: <b>{_e(value)}</b>" for label, value in items
-                              if label in ("where", "commit", "branch", "duration"))
-    return (f'<div style="background:{colour};color:#ffffff;padding:16px 20px;'
-            'border-radius:6px 6px 0 0">'
-            '<div style="font-size:12px;letter-spacing:0.08em;text-transform:uppercase">'
-            "credit-risk pipeline</div>"
-            f'<div style="font-size:22px;font-weight:600;margin:4px 0">{_e(status)} '
-            f"&mdash; {_e(phrase)}</div>"
-            f'<div style="font-size:13px">{facts}</div></div>')
-
-
-def _stages_html(inputs: Inputs) -> str:
-    rows = stage_rows(inputs)
-    if not rows:
-        return _para("Stage results were not recorded here (no reports/stages.json); "
-                     "in Jenkins the stage view shows them.", "#57606a")
-    stage = failed_stage(inputs)
-    callout = ""
-    if stage is not None:
-        callout = (f'<p style="margin:6px 0;padding:8px 10px;background:#ffebe9;'
-                   f'border-left:4px solid #cf222e;font-size:13px">Failed stage: '
-                   f"<b>{_e(stage.get('name'))}</b> &mdash; {_e(stage.get('reason', ''))}</p>")
-    return callout + _table(["stage", "mode", "result", "duration", "target / note"], rows,
-                            colour_column=2, colours=RESULT_COLOURS)
-
-
-def _tests_html(inputs: Inputs) -> str:
-    if not inputs.tests:
-        return _para("No JUnit reports: no test stage ran.", "#57606a")
-    parts = [_table(["kind", "passed", "failed", "errors", "skipped", "total"],
-                    test_rows(inputs.tests))]
-    failed = [f"{t.kind}: {name}" for t in inputs.tests for name in t.failed_cases]
-    if failed:
-        parts.append(_para("Failed tests:", "#cf222e") + _list(failed))
-    return "".join(parts)
-
-
-def _model_html(inputs: Inputs) -> str:
-    challenger = _challenger(inputs)
-    if not challenger:
-        return _para("No model card and no gate result: no model was trained.", "#57606a")
-    champion = (inputs.gate or {}).get("champion") or {}
-    lines = [f"This build: {challenger.get('version') or 'candidate'} "
-             f"({challenger.get('model_family') or 'unknown family'})",
-             "Champion (production): " + (str(champion.get("version")) if champion
-                                          else "none: no production model to compare with")]
-    body = "".join(_para(line) for line in lines)
-    rows = metric_rows(inputs)
-    if rows:
-        body += _table(["holdout metric", "this build", "champion", "difference"], rows)
-    return body
-
-
-def _gate_html(inputs: Inputs) -> str:
-    gate = inputs.gate
-    if not gate:
-        return _para("No gate result: the gate did not run.", "#57606a")
-    decision = str(gate.get("decision"))
-    colour = {"promoted": "#1a7f37", "champion_kept": "#9a6700", "failed": "#cf222e"}.get(
-        decision, "#1f2328")
-    body = (f'<p style="margin:6px 0;font-size:14px;font-weight:600;color:{colour}">'
-            f"{_e(DECISIONS.get(decision, decision))}</p>")
-    body += _list([str(reason) for reason in gate.get("reasons", [])])
-    checks = [("pass" if check.get("passed") else "FAIL", check.get("name", ""),
-               check.get("detail", "")) for check in gate.get("checks", [])]
-    if checks:
-        body += _table(["", "check", "detail"], checks, colour_column=0,
-                       colours={"pass": "#1a7f37", "FAIL": "#cf222e"})
-    return body
-
-
-def render_html(inputs: Inputs, status: str, basis: str, phrase: str, generated: str) -> str:
-    """The e-mail-safe HTML summary."""
-    items = context_items(inputs, basis, generated)
-    quality = [f"Coverage: {coverage_phrase(inputs.coverage)}",
-               f"Lint: {lint_phrase(inputs.lint)}"]
+def quality_lines(inputs: Inputs) -> list[str]:
+    """Coverage, lint, image and mutation phrases, as the summary's 'Quality' lines."""
+    lines = [f"Coverage: {coverage_phrase(inputs.coverage)}", f"Lint: {lint_phrase(inputs.lint)}"]
     image = image_phrase(inputs)
     if image:
-        quality.append(f"Image: {image}")
+        lines.append(f"Image: {image}")
     mutation = mutation_phrase(inputs.reports_dir)
     if mutation:
-        quality.append(f"Mutation testing: {mutation}")
-    body = [_links_html(inputs.build),
-            _section("Stages", _stages_html(inputs)),
-            _section("Tests", _tests_html(inputs)),
-            _section("Quality", "".join(_para(line) for line in quality)),
-            _section("Model", _model_html(inputs)),
-            _section("Gate", _gate_html(inputs))]
-    if inputs.bench:
-        body.append(_section("Last benchmark (make bench)",
-                             "".join(_para(line) for line in bench_lines(inputs.bench))
-                             + _table(["target", "value", "goal", "met"],
-                                      bench_target_rows(inputs.bench))))
-    if inputs.missing:
-        body.append(_section("Missing inputs", _list(
-            [f"reports/{name}: {why}" for name, why in inputs.missing])))
-    body.append(_para(" · ".join(f"{label}: {value}" for label, value in items
-                                 if label in ("mode", "parameters", "status from",
-                                              "generated")), "#57606a"))
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-            f"<title>{_e(status)}: {_e(phrase)}</title></head>"
-            f'<body style="margin:0;padding:16px;background:#f6f8fa;font-family:{FONT};'
-            'color:#1f2328">'
-            '<table role="presentation" cellpadding="0" cellspacing="0" width="100%">'
-            '<tr><td align="center"><div style="max-width:720px;text-align:left">'
-            + _header_html(status, phrase, items)
-            + '<div style="background:#ffffff;border:1px solid #d0d7de;border-top:0;'
-              'padding:8px 20px 16px;border-radius:0 0 6px 6px">'
-            + "".join(body)
-            + "</div></div></td></tr></table></body></html>\n")
+        lines.append(f"Mutation testing: {mutation}")
+    return lines
+
+
+def html_context(inputs: Inputs, status: str, basis: str, phrase: str, generated: str,
+                 image_source: Callable[[Path], str]) -> dict[str, Any]:
+    """Everything the template shows, as plain values; `image_source` gives each plot's
+    src (a path beside summary.html, or a cid: reference in the e-mail)."""
+    items = context_items(inputs, basis, generated)
+    challenger = _challenger(inputs)
+    champion = (inputs.gate or {}).get("champion") or {}
+    model = None
+    if challenger:
+        model = {"lines": [f"This build: {challenger.get('version') or 'candidate'} "
+                           f"({challenger.get('model_family') or 'unknown family'})",
+                           "Champion (production): " + (
+                               str(champion.get("version")) if champion
+                               else "none: no production model to compare with")],
+                 "metrics": metric_rows(inputs)}
+    gate = None
+    if inputs.gate:
+        decision = str(inputs.gate.get("decision"))
+        gate = {"decision": DECISIONS.get(decision, decision),
+                "colour": DECISION_COLOURS.get(decision, "#1f2328"),
+                "reasons": [str(reason) for reason in inputs.gate.get("reasons", [])],
+                "checks": [("pass" if check.get("passed") else "FAIL", check.get("name", ""),
+                            check.get("detail", ""))
+                           for check in inputs.gate.get("checks", [])]}
+    return {
+        "styles": {"cell": TABLE_CELL, "font": FONT},
+        "status": status, "phrase": phrase,
+        "status_colour": COLOURS.get(status, COLOURS[UNKNOWN]),
+        "header_facts": [(label, value) for label, value in items
+                         if label in ("where", "commit", "branch", "duration")],
+        "links": link_items(inputs),
+        "stages": stage_rows(inputs), "failed_stage": failed_stage(inputs),
+        "result_colours": RESULT_COLOURS,
+        "tests": test_rows(inputs.tests),
+        "failed_tests": [f"{t.kind}: {name}" for t in inputs.tests for name in t.failed_cases],
+        "quality": quality_lines(inputs),
+        "model": model,
+        "plots": [{"caption": PLOT_FILES[path.name], "src": image_source(path),
+                   "width": PLOT_WIDTH} for path in inputs.plots],
+        "gate": gate,
+        "bench": {"lines": bench_lines(inputs.bench),
+                  "targets": bench_target_rows(inputs.bench)} if inputs.bench else None,
+        "missing": [f"reports/{name}: {why}" for name, why in inputs.missing],
+        "footer": " · ".join(f"{label}: {value}" for label, value in items
+                             if label in ("mode", "parameters", "status from", "generated")),
+    }
+
+
+def render_html(inputs: Inputs, status: str, basis: str, phrase: str, generated: str,
+                image_source: Callable[[Path], str] | None = None) -> str:
+    """The e-mail-safe HTML summary; plots are linked beside it unless told otherwise."""
+    source = image_source or (lambda path: f"{PLOTS_DIR}/{path.name}")
+    return templates().get_template("summary.html").render(
+        html_context(inputs, status, basis, phrase, generated, source))
 
 
 # --- plain text ---------------------------------------------------------------------------
@@ -446,6 +419,9 @@ def render_text(inputs: Inputs, status: str, basis: str, phrase: str, generated:
     lines += [f"  {label}: {value}" for label, value in context_items(inputs, basis, generated)]
     if inputs.build.get("BUILD_URL"):
         lines.append(f"  build: {inputs.build['BUILD_URL']}")
+    if inputs.mlflow_run:
+        lines.append("  MLflow run: " + str(inputs.mlflow_run.get("run_url")
+                                            or inputs.mlflow_run.get("run_id")))
     lines += ["", "Stages"]
     stage = failed_stage(inputs)
     if stage is not None:
@@ -457,16 +433,14 @@ def render_text(inputs: Inputs, status: str, basis: str, phrase: str, generated:
     lines += (_text_table(["kind", "passed", "failed", "errors", "skipped", "total"],
                           test_rows(inputs.tests)) if inputs.tests else ["  no JUnit reports"])
     lines += [f"  failed: {t.kind}: {name}" for t in inputs.tests for name in t.failed_cases]
-    lines += ["", "Quality", f"  coverage: {coverage_phrase(inputs.coverage)}",
-              f"  lint: {lint_phrase(inputs.lint)}"]
-    image = image_phrase(inputs)
-    if image:
-        lines.append(f"  image: {image}")
-    mutation = mutation_phrase(inputs.reports_dir)
-    if mutation:
-        lines.append(f"  mutation testing: {mutation}")
+    lines += ["", "Quality"]
+    lines += [f"  {line[:1].lower()}{line[1:]}" for line in quality_lines(inputs)]
     lines += ["", "Model"] + _model_text(inputs)
     lines += ["", "Gate"] + _gate_text(inputs)
+    if inputs.plots:
+        lines += ["", "Holdout plots"]
+        lines += [f"  reports/{PLOTS_DIR}/{path.name}: {PLOT_FILES[path.name]}"
+                  for path in inputs.plots]
     if inputs.bench:
         lines += ["", "Last benchmark (make bench)"]
         lines += [f"  {line}" for line in bench_lines(inputs.bench)]

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from training import gate, monitor, tracking, workflows
+from training import gate, monitor, plots, tracking, workflows
 from training.artifact import ModelIntegrityError, load_artifact
 from training.config import ConfigError, TrainingConfig
 from training.data import DataValidationError, load_dataset, load_split, read_csv, validate
@@ -117,6 +117,7 @@ def cmd_train(arguments: argparse.Namespace, config: TrainingConfig) -> int:
         card = build_model(config.data_path, arguments.output, config,
                            card_extras=run.card_fields())
         _write_report(config, "model-card.json", card)
+        plots.publish(arguments.output, config.reports_dir)
         result = gate.floor_only(workflows.summary(card, "candidate"), config)
         gate.write_reports(result, config.reports_dir)
         _log_decision(result)
@@ -156,6 +157,7 @@ def cmd_pending(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 def cmd_retrain(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Intake new batches, train a challenger on the new snapshot, gate it."""
     outcome = workflows.retrain(config, arguments.output)
+    plots.publish(arguments.output, config.reports_dir)
     quarantined = [b.name for b in outcome.batches if not b.accepted]
     logger.info("retraining took in %d batches (%d quarantined%s); snapshot %s",
                 len(outcome.batches), len(quarantined),

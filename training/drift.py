@@ -9,8 +9,10 @@ moderate shift, over 0.25 a shift that warrants retraining.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -77,7 +79,8 @@ def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     return float(total)
 
 
-def numeric_fractions(values: pd.Series, bin_edges: Sequence[float]) -> list[float]:
+def numeric_fractions(values: pd.Series | np.ndarray,
+                      bin_edges: Sequence[float]) -> list[float]:
     """Share of values in each reference bin; the outer bins are open-ended."""
     edges = np.asarray(bin_edges, dtype=float).copy()
     edges[0], edges[-1] = -np.inf, np.inf
@@ -114,6 +117,47 @@ def feature_drift(values: pd.Series, reference: dict[str, Any], name: str,
     if unseen:
         detail += f"; categories unknown to the model: {unseen}"
     return FeatureDrift(name, value, p_value, value >= threshold or bool(unseen), detail)
+
+
+def category_shares(values: Sequence[Any], categories: Sequence[str]) -> list[float]:
+    """Share of `values` (missing ones left out) in each category; unseen labels count in
+    the total, as in `feature_drift`."""
+    tally = Counter(values)
+    total = sum(tally.values())
+    return [tally.get(category, 0) / total for category in categories]
+
+
+def window_psi(rows: Sequence[dict[str, Any]],
+               reference: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """PSI of every model input over `rows` (applicant dicts): the numbers `drift_report`
+    gives a DataFrame of them, without its tests and wording, in milliseconds rather than
+    the hundreds a pandas pass costs. The service's drift window calls it."""
+    result = {}
+    for column in FEATURES:
+        entry = reference.get(column.name)
+        if entry is None:
+            continue
+        values = _present(rows, column.name)
+        if not values:
+            continue
+        if entry["kind"] == "numeric":
+            actual = numeric_fractions(np.asarray(values), entry["bin_edges"])
+            result[column.name] = psi(entry["fractions"], actual)
+        else:
+            categories = list(entry["fractions"])
+            result[column.name] = psi([entry["fractions"][c] for c in categories],
+                                      category_shares(values, categories))
+    return result
+
+
+def _present(rows: Sequence[dict[str, Any]], name: str) -> list[Any]:
+    """The values of `name` in `rows`, missing and null ones left out (one C loop when every
+    row has it, as the service's validated rows do)."""
+    try:
+        values = list(map(itemgetter(name), rows))
+    except KeyError:
+        values = [row[name] for row in rows if name in row]
+    return [value for value in values if value is not None] if None in values else values
 
 
 def drift_report(frame: pd.DataFrame, reference: dict[str, dict[str, Any]],

@@ -26,10 +26,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 logger = logging.getLogger(__name__)
 
 # Compact, key-sorted lines; one encoder for every line (it is on the request path).
 _encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+_ORJSON_LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
 # Read backwards in blocks of this size: a window of the newest lines costs about its size.
 BLOCK_BYTES = 64 * 1024
@@ -102,8 +105,16 @@ def read_json_lines(path: Path, last: int | None = None) -> list[dict[str, Any]]
 
 
 def encode_lines(records: Iterable[dict[str, Any]]) -> bytes:
-    """Records as compact, key-sorted JSON lines."""
-    return "".join(_encode(record) + "\n" for record in records).encode()
+    """Records as compact, key-sorted JSON lines (orjson: a 1,000-row batch's lines cost a
+    fraction of the standard library's; what orjson refuses, e.g. integers over 64 bits,
+    is written by the standard library)."""
+    lines = []
+    for record in records:
+        try:
+            lines.append(orjson.dumps(record, option=_ORJSON_LINE))
+        except orjson.JSONEncodeError:
+            lines.append((_encode(record) + "\n").encode())
+    return b"".join(lines)
 
 
 def append_lines(path: Path, data: bytes) -> int:

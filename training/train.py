@@ -31,6 +31,8 @@ from training.config import TrainingConfig
 from training.data import file_sha256, load_split
 from training.evaluate import evaluate_probabilities
 from training.features import build_preprocessor
+from training.plot_names import PLOTS_DIR
+from training.plots import plot_data, write_plots
 from training.schema import FEATURES, POSITIVE_LABEL, TARGET, feature_names
 
 logger = logging.getLogger(__name__)
@@ -244,6 +246,8 @@ def build_model(data_path: Path, output_dir: Path, config: TrainingConfig,
         **(card_extras or {}),
     }
     card = save_artifact(output_dir, trained.pipeline, card)
+    write_plots(output_dir / PLOTS_DIR, plot_data(is_bad(holdout), probabilities,
+                                                  trained.threshold, evaluation))
     logger.info("saved %s model to %s: holdout ROC AUC %.4f", trained.family, output_dir,
                 card["metrics"]["roc_auc"])
     return card

@@ -3,7 +3,9 @@
 set -eu
 
 apt-get update
-apt-get install -y --no-install-recommends ca-certificates curl git make python3 python3-venv
+# python3-jinja2: `make report` renders the summary's template on the system Python.
+apt-get install -y --no-install-recommends ca-certificates curl git make python3 python3-venv \
+  python3-jinja2
 case "$1" in
   docker)
     install -m 0755 -d /etc/apt/keyrings

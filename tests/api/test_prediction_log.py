@@ -88,6 +88,13 @@ def test_short_write_on_a_full_disk_leaves_no_partial_line(
     assert (tmp_path / "predictions.jsonl").read_text() == '{"n":1}\n{"n":3}\n'
 
 
+def test_the_first_append_creates_the_log_directory(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "logs" / "predictions.jsonl"
+    JsonLinesLog(path).append([{"n": 1}])
+    JsonLinesLog(path).append([{"n": 2}])
+    assert path.read_text() == '{"n":1}\n{"n":2}\n'
+
+
 def test_a_line_torn_by_a_killed_writer_is_closed_before_the_next_one(tmp_path: Path) -> None:
     path = tmp_path / "predictions.jsonl"
     path.write_text('{"n":1}\n{"n":2,"pad"')  # a writer from before, killed mid-line

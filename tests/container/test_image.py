@@ -16,6 +16,7 @@ import training
 from pipeline.smoke import MODEL_VERSION_LABEL
 from tests.container.support import ROOT, Images, run_make
 from training.gate import FLOOR_PASSED
+from training.plot_names import PLOT_FILES, PLOTS_DIR
 from training.registry import new_version_name
 
 pytestmark = pytest.mark.slow
@@ -58,10 +59,11 @@ def test_model_file_matches_the_sha256_on_its_card(docker_client: docker.DockerC
     assert loaded.strip()
 
 
-def test_runtime_holds_no_tests_and_no_installer(docker_client: docker.DockerClient,
-                                                 images: Images) -> None:
+def test_runtime_holds_no_tests_no_installer_and_no_plotting(
+        docker_client: docker.DockerClient, images: Images) -> None:
+    # matplotlib comes with requirements-training.txt: the build stage plots, serving never.
     script = ("import importlib.util, os; "
-              "print([m for m in ('pytest', 'pip') if importlib.util.find_spec(m)], "
+              "print([m for m in ('pytest', 'pip', 'matplotlib') if importlib.util.find_spec(m)], "
               "os.path.exists('tests'))")
     assert run_in_image(docker_client, images.app, script).strip() == "[] False"
 
@@ -115,6 +117,8 @@ def test_reports_come_out_of_the_image(images: Images, tmp_path: Path) -> None:
     build = json.loads((tmp_path / "build-info.json").read_text())
     assert build["model_version"] == new_version_name(card)
     assert build["artifact_sha256"] == card["artifact_sha256"]
+    plotted = sorted(path.name for path in (tmp_path / PLOTS_DIR).glob("*.png"))
+    assert plotted == sorted(PLOT_FILES)
     image = json.loads((tmp_path / "image.json").read_text())
     assert image["size_bytes"] > 0
     assert image["labels"][MODEL_VERSION_LABEL] == build["model_version"]

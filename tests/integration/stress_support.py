@@ -63,8 +63,9 @@ def rss_kib(pids: list[int]) -> int:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        total += next(int(line.split()[1]) for line in status.splitlines()
-                      if line.startswith("VmRSS:"))
+        # A recycled worker that exited but was not reaped yet (a zombie) has no VmRSS line.
+        total += next((int(line.split()[1]) for line in status.splitlines()
+                       if line.startswith("VmRSS:")), 0)
     return total
 
 

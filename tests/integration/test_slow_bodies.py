@@ -72,6 +72,7 @@ def test_slow_bodies_keep_nginx_memory_bounded(stack: Stack, tmp_path: Path,
                                                chunked: bool) -> None:
     template = servers.NGINX_TEMPLATE.read_text()
     per_client = int(re.search(r"limit_conn credit_risk_conn (\d+);", template).group(1))
+    assert BODY_BYTES > DEFAULTS["MAX_PREDICT_BYTES"], "the slow bodies must be over the limit"
     bound = per_client * DEFAULTS["MAX_PREDICT_BYTES"] + SLACK_BYTES
     # A fresh NGINX: its rate and connection zones are empty.
     with servers.running_nginx(stack.app.url, run_dir=tmp_path / "edge") as edge:

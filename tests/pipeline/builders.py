@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline import runner
 from pipeline.stages import NATIVE, STAGES
-from training import gate
+from training import gate, plots
 from training.config import TrainingConfig
 
 CHALLENGER_METRICS = {"rows": 200, "bad_rows": 60, "roc_auc": 0.8312, "f1_bad": 0.6512,
@@ -64,6 +64,19 @@ def write_card(reports: Path, version: str = "20261122T101500Z-abc1234") -> None
         "metrics": CHALLENGER_METRICS}))
 
 
+PLOT_DATA = plots.PlotData(
+    false_positive_rate=[0.0, 0.1, 0.3, 1.0], true_positive_rate=[0.0, 0.6, 0.85, 1.0],
+    roc_auc=0.8312, mean_predicted=[0.1, 0.4, 0.8], fraction_bad=[0.08, 0.45, 0.75],
+    threshold=0.24, confusion=dict(CHALLENGER_METRICS["confusion_matrix"]),
+    segment_recall=[plots.SegmentRecall("age_band", "18-25", 0.9, 21),
+                    plots.SegmentRecall("foreign_worker", "no", 0.86, 58)])
+
+
+def write_plots(reports: Path) -> list[Path]:
+    """The model's plots as the training CLI publishes them, in reports/plots/."""
+    return plots.write_plots(reports / plots.PLOTS_DIR, PLOT_DATA)
+
+
 def write_gate(reports: Path, decision: str) -> gate.GateResult:
     """A real gate report for `decision` (promoted, champion_kept or failed)."""
     config = TrainingConfig()
@@ -104,6 +117,7 @@ def green(reports: Path) -> None:
     write_coverage(reports)
     write_flake8(reports)
     write_card(reports)
+    write_plots(reports)
     write_gate(reports, gate.PROMOTED)
 
 
@@ -132,4 +146,5 @@ def unstable(reports: Path) -> None:
     write_coverage(reports)
     write_flake8(reports, ("training/x.py:1:1: F401 'os' imported but unused",))
     write_card(reports)
+    write_plots(reports)
     write_gate(reports, gate.CHAMPION_KEPT)

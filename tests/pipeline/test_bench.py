@@ -51,6 +51,15 @@ def test_a_target_without_measurements_is_neither_met_nor_missed() -> None:
     assert {item["key"]: item["met"] for item in judged}["batch_server_p50_ms"] is None
 
 
+def test_targets_read_from_failed_requests_are_not_measured() -> None:
+    """Batches answered 413 by NGINX are fast; their figures must not meet target 3."""
+    failed_batch = {**result(900.0, rows=1000), "errors": 12}
+    values = bench.target_values(report(endpoints={
+        **report()["endpoints"], bench.batch_name(1000): failed_batch}))
+    assert values["batch_server_p50_ms"] is None and values["batch_vs_single_rows"] is None
+    assert values["predict_vs_healthz_nginx"] == 0.5
+
+
 def test_samples_summary_adds_requests_over_rounds() -> None:
     samples = bench.Samples([bench.WrkRun(100, 0, 2.0, 1.0, 5.0, 0.1),
                              bench.WrkRun(300, 1, 2.0, 3.0, 9.0, 0.1),

@@ -33,6 +33,9 @@ STEP_PLUGINS = {"githubPush": "github", "parameterizedCron": "parameterized-sche
                 "flake8": "warnings-ng", "emailext": "email-ext", "timestamps": "timestamper",
                 "readJSON": "pipeline-utility-steps", "withCredentials": "credentials-binding",
                 "pipeline": "workflow-aggregator"}
+# Every job Job DSL creates, and the Jenkinsfile it runs.
+JOBS = {"credit-risk": ROOT / "Jenkinsfile",
+        "credit-risk-mutation": JENKINS / "mutation.Jenkinsfile"}
 # Set by entrypoint.sh from other settings, never by people.
 DERIVED = {"SMTP_USE_TLS", "SMTP_USE_SSL", "SMTP_CREDENTIALS_ID"}
 # The secrets directory; JCasC's own variable (DockerSecretSource), default /run/secrets.
@@ -93,9 +96,15 @@ def job_dsl() -> str:
     return casc()["jobs"][0]["script"]
 
 
-def jenkinsfile() -> str:
-    """The Jenkinsfile."""
-    return read(ROOT / "Jenkinsfile")
+def jenkinsfile(job: str = "credit-risk") -> str:
+    """The Jenkinsfile of `job` (the main pipeline's by default)."""
+    return read(JOBS[job])
+
+
+def job_definition(job: str) -> str:
+    """The body of Job DSL's `pipelineJob('<job>') { ... }`."""
+    script = job_dsl()
+    return block(script[script.index(f"pipelineJob('{job}')"):], "pipelineJob\\('[^']+'\\)")
 
 
 def block(text: str, name: str) -> str:
@@ -172,9 +181,9 @@ def test_every_plugin_is_pinned_and_every_step_has_its_plugin() -> None:
     pins = plugins()
     assert all(re.fullmatch(r"[\w.-]+", version) and version != "latest"
                for version in pins.values()), pins
-    for step, plugin in STEP_PLUGINS.items():
-        if re.search(rf"\b{step}\s*[({{]", jenkinsfile()):
-            assert plugin in pins, f"the Jenkinsfile uses {step} but {plugin} is not pinned"
+    for job, step in ((job, step) for job in JOBS for step in STEP_PLUGINS):
+        if re.search(rf"\b{step}\s*[({{]", jenkinsfile(job)):
+            assert STEP_PLUGINS[step] in pins, f"{JOBS[job].name} uses {step}: pin its plugin"
     assert {"configuration-as-code", "job-dsl", "git", "credentials-binding"} <= set(pins)
 
 
@@ -251,37 +260,52 @@ def test_make_up_and_down_touch_only_the_stacks_services() -> None:
 
 # --- 4. a restart keeps the parameters, triggers and options --------------------------------
 
-def jenkinsfile_parameters() -> list[tuple[str, str, str]]:
-    """(type, name, default) of the Jenkinsfile's parameters."""
+def jenkinsfile_parameters(job: str) -> list[tuple[str, str, str]]:
+    """(type, name, default) of the job's Jenkinsfile's parameters."""
     found = re.findall(r"(booleanParam|string)\(name: '(\w+)', defaultValue: ('[^']*'|\w+)",
-                       block(jenkinsfile(), "parameters"))
+                       block(jenkinsfile(job), "parameters"))
     return [("string" if kind == "string" else kind, name, default.strip("'"))
             for kind, name, default in found]
 
 
-def job_dsl_parameters() -> list[tuple[str, str, str]]:
-    """(type, name, default) of the Job DSL's parameters."""
+def job_dsl_parameters(job: str) -> list[tuple[str, str, str]]:
+    """(type, name, default) of the job's parameters in Job DSL."""
     found = re.findall(r"(booleanParam|stringParam)\('(\w+)', ('[^']*'|\w+)",
-                       block(job_dsl(), "parameters"))
+                       block(job_definition(job), "parameters"))
     return [("string" if kind == "stringParam" else kind, name, default.strip("'"))
             for kind, name, default in found]
 
 
-def test_job_dsl_declares_the_jenkinsfiles_parameters() -> None:
-    assert len(jenkinsfile_parameters()) == 3
-    assert job_dsl_parameters() == jenkinsfile_parameters()
+@pytest.mark.parametrize("job, count", [("credit-risk", 3), ("credit-risk-mutation", 1)])
+def test_job_dsl_declares_the_jenkinsfiles_parameters(job: str, count: int) -> None:
+    assert len(jenkinsfile_parameters(job)) == count
+    assert job_dsl_parameters(job) == jenkinsfile_parameters(job)
 
 
-def test_job_dsl_declares_the_jenkinsfiles_triggers() -> None:
-    declared = block(jenkinsfile(), "triggers")
-    crons = re.findall(r"parameterizedCron\('([^']+)'\)", declared)
-    dsl = block(job_dsl(), "triggers")
-    assert crons and re.findall(r"parameterizedSpecification\('([^']+)'\)", dsl) == crons
-    assert ("githubPush()" in declared) == ("githubPush()" in dsl) is True
+@pytest.mark.parametrize("job, on_push", [("credit-risk", True), ("credit-risk-mutation", False)])
+def test_job_dsl_declares_the_jenkinsfiles_triggers(job: str, on_push: bool) -> None:
+    declared, dsl = block(jenkinsfile(job), "triggers"), block(job_definition(job), "triggers")
+    # Declarative's parameterizedCron('spec') / cron('spec') are Job DSL's
+    # parameterizedCron { parameterizedSpecification('spec') } / cron { spec('spec') }.
+    crons = re.findall(r"\b(parameterizedCron|cron)\('([^']+)'\)", declared)
+    dsl_crons = re.findall(r"\b(parameterizedCron|cron)\s*\{\s*(?:parameterizedSpecification|spec)"
+                           r"\('([^']+)'\)", dsl)
+    assert crons and dsl_crons == crons
+    assert ("githubPush()" in declared) == ("githubPush()" in dsl) == on_push
 
 
-def test_job_dsl_declares_the_jenkinsfiles_job_options() -> None:
-    options, dsl = block(jenkinsfile(), "options"), job_dsl()
+def test_mutation_testing_runs_weekly_and_never_on_a_push() -> None:
+    (spec,) = re.findall(r"\bcron\('([^']+)'\)", jenkinsfile("credit-risk-mutation"))
+    assert spec.split()[2:] == ["*", "*", "6"]  # once a week, on Saturdays
+    stages = re.findall(r"sh(?:\(script: |\s)'(make [\w-]+)'", block(
+        jenkinsfile("credit-risk-mutation"), "stages"))
+    assert stages == ["make clean-reports", "make setup", "make mutation"]
+    assert "mutation" not in block(jenkinsfile(), "stages")
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_job_dsl_declares_the_jenkinsfiles_job_options(job: str) -> None:
+    options, dsl = block(jenkinsfile(job), "options"), job_definition(job)
     rotator = re.search(r"logRotator\(numToKeepStr: '(\d+)', artifactNumToKeepStr: '(\d+)'\)",
                         options)
     assert rotator, options
@@ -292,14 +316,15 @@ def test_job_dsl_declares_the_jenkinsfiles_job_options() -> None:
 
 # --- 5. builds on the agent; secrets as files -------------------------------------------
 
-def test_controller_has_no_executors_and_the_agent_has_the_jenkinsfiles_label() -> None:
+@pytest.mark.parametrize("job", JOBS)
+def test_controller_has_no_executors_and_the_agent_has_the_jenkinsfiles_label(job: str) -> None:
     config = casc()["jenkins"]
     assert config["numExecutors"] == 0
     nodes = [node["permanent"] for node in config["nodes"]]
     labels = {node["labelString"] for node in nodes}
-    agent = re.search(r"agent\s*\{\s*label '([^']+)'\s*\}", jenkinsfile())
+    agent = re.search(r"agent\s*\{\s*label '([^']+)'\s*\}", jenkinsfile(job))
     assert agent and agent.group(1) in labels, "every stage must run on the agent by label"
-    assert "agent any" not in jenkinsfile()
+    assert "agent any" not in jenkinsfile(job)
     assert all("inbound" in node["launcher"] for node in nodes)
 
 
@@ -397,8 +422,9 @@ def test_entrypoint_refuses_a_missing_secret(tmp_path: Path) -> None:
 
 # --- 8., 9., 14., 15. the Jenkinsfile ----------------------------------------------------
 
-def test_an_aborted_build_sends_its_mail() -> None:
-    post = block(jenkinsfile(), "post")
+@pytest.mark.parametrize("job", JOBS)
+def test_an_aborted_build_sends_its_mail(job: str) -> None:
+    post = block(jenkinsfile(job), "post")
     assert re.search(r"\b(aborted|unsuccessful)\s*\{[^}]*emailext\(", post), post
 
 
@@ -408,8 +434,9 @@ def test_reports_are_recorded_for_failed_builds_too(step: str) -> None:
     assert call and "enabledForFailure: true" in call.group(1), f"{step}: enabledForFailure"
 
 
-def test_setup_stage_first_removes_stale_reports() -> None:
-    setup = block(jenkinsfile().split("stage('setup')", 1)[1], "steps")
+@pytest.mark.parametrize("job", JOBS)
+def test_setup_stage_first_removes_stale_reports(job: str) -> None:
+    setup = block(jenkinsfile(job).split("stage('setup')", 1)[1], "steps")
     assert re.findall(r"sh '(make [\w-]+)'", setup) == ["make clean-reports", "make setup"]
 
 
@@ -458,9 +485,10 @@ def test_controller_is_passed_every_setting_it_reads() -> None:
     assert not sorted(settings - passed), sorted(settings - passed)
 
 
-def test_casc_creates_the_pipeline_job_from_the_repository() -> None:
-    script = job_dsl()
-    assert "pipelineJob('credit-risk')" in script
-    assert "url('${PIPELINE_REPO_URL}')" in script
-    assert "scriptPath('Jenkinsfile')" in script
+@pytest.mark.parametrize("job", JOBS)
+def test_casc_creates_each_pipeline_job_from_the_repository(job: str) -> None:
+    definition = job_definition(job)
+    assert "url('${PIPELINE_REPO_URL}')" in definition
+    assert f"scriptPath('{JOBS[job].relative_to(ROOT)}')" in definition
+    assert set(re.findall(r"pipelineJob\('([^']+)'\)", job_dsl())) == set(JOBS)
     assert casc()["unclassified"]["location"]["url"] == "${JENKINS_URL}"

@@ -65,3 +65,15 @@ def test_results_are_read_from_mutmuts_meta_files(tmp_path: Path) -> None:
     assert (summary["score"], summary["killed"], summary["survivors"]) == (
         0.4, 2, ["training.gate.x_a__mutmut_2", "training.gate.x_a__mutmut_3",
                  "training.gate.x_a__mutmut_5"])
+
+
+@pytest.mark.parametrize("killed, meets", [(17, True), (16, False)])
+def test_the_score_meets_the_target_from_exactly_the_target(killed: int, meets: bool) -> None:
+    # 17 of 20 is exactly 85 %: the bar is reached, one fewer is under it.
+    results = {f"training.gate.x_a__mutmut_{n}": "killed" if n < killed else "survived"
+               for n in range(20)}
+    results["training.gate.x_a__mutmut_99"] = "survived"  # equivalent: not judged
+    summary = mutation.summarise(results, {"training.gate.x_a__mutmut_99": "same"}, None)
+    assert mutation.TARGET_SCORE == 0.85
+    assert (summary["score"], summary["target"], summary["meets_target"]) == (
+        killed / 20, 0.85, meets)

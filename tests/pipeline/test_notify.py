@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -21,6 +22,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from pipeline.notify import NotifyError, SmtpSettings, notify
 from tests.helpers import free_port, require_executable
 from tests.pipeline import builders
+from training.plot_names import PLOT_FILES, PLOTS_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 # The AUTH tests run over plain TCP on loopback on purpose; aiosmtpd warns about that.
@@ -137,8 +139,57 @@ def test_summary_is_delivered_as_html_with_a_text_alternative(tmp_path: Path,
     text = message.get_body(preferencelist=("plain",)).get_content()
     markup = message.get_body(preferencelist=("html",)).get_content()
     assert "credit-risk pipeline: SUCCESS" in text
-    assert markup.replace("\r\n", "\n") == (tmp_path / "summary.html").read_text()
+    # The page of summary.html, with each plot referred to by its inline part's Content-ID.
+    page = (tmp_path / "summary.html").read_text()
+    for name, content_id in inline_images(message).items():
+        page = page.replace(f'src="plots/{name}"', f'src="cid:{content_id}"')
+    assert markup.replace("\r\n", "\n") == page
     assert not (tmp_path / "outbox").exists()
+
+
+def inline_images(message: EmailMessage) -> dict[str, str]:
+    """File name -> Content-ID (without brackets) of each inline PNG part of a message."""
+    return {part.get_filename(): part["Content-ID"].strip("<>") for part in message.walk()
+            if part.get_content_type() == "image/png"}
+
+
+def delivered(reports: Path, server: tuple[Inbox, int],
+              build: Callable[[Path], None]) -> EmailMessage:
+    """Build a reports directory, notify the test server, return the one message it got."""
+    inbox, port = server
+    build(reports)
+    notify(reports, smtp_env(port))
+    (message,) = inbox.messages
+    return message
+
+
+def test_plots_travel_as_inline_parts_the_html_refers_to(tmp_path: Path,
+                                                         smtp_server: tuple) -> None:
+    message = delivered(tmp_path, smtp_server, builders.green)
+    html_part = message.get_body(preferencelist=("html",))
+    related = next(part for part in message.walk()
+                   if part.get_content_type() == "multipart/related")
+    # multipart/alternative: text, then multipart/related (HTML first, then the images).
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain",
+                                                                    "multipart/related"]
+    parts = list(related.iter_parts())
+    assert parts[0].get_content_type() == "text/html"
+    images = inline_images(message)
+    assert sorted(images) == sorted(PLOT_FILES)
+    markup = html_part.get_content()
+    sources = re.findall(r'<img src="([^"]+)"', markup)
+    assert sources == [f"cid:{images[name]}" for name in PLOT_FILES]  # in the summary's order
+    assert len(set(images.values())) == len(images)
+    for part in parts[1:]:
+        assert part.get_content_disposition() == "inline"
+        assert part.get_content() == (tmp_path / PLOTS_DIR / part.get_filename()).read_bytes()
+
+
+def test_without_plots_the_mail_is_text_and_html_only(tmp_path: Path,
+                                                      smtp_server: tuple) -> None:
+    message = delivered(tmp_path, smtp_server, builders.red_data_tests)
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert "<img" not in message.get_body(preferencelist=("html",)).get_content()
 
 
 def test_red_summary_subject_names_the_failed_stage(tmp_path: Path, smtp_server: tuple) -> None:

@@ -26,6 +26,7 @@ from tests.container.support import (docker_client, remove_built_images,
                                      remove_project_volumes)
 from tests.helpers import IN_CI, free_port, require_component
 from tests.pipeline.test_notify import SMTP_READY_WITHIN, Inbox
+from training.plot_names import PLOT_FILES, PLOTS_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -124,6 +125,11 @@ def test_pipeline_runs_every_stage_to_a_green_summary_and_an_email(
     message = inbox.messages[0]
     assert message["Subject"].startswith("credit-risk SUCCESS"), message["Subject"]
     assert message.get_body(preferencelist=("html",)) is not None
+    # The model build's plots reached reports/ (out of the image in Docker mode) and the
+    # e-mail, inline.
+    assert sorted(path.name for path in (reports / PLOTS_DIR).glob("*.png")) == sorted(PLOT_FILES)
+    assert sorted(part.get_filename() for part in message.walk()
+                  if part.get_content_type() == "image/png") == sorted(PLOT_FILES)
 
 
 def test_failing_stage_gives_a_red_summary_naming_it(workspace: dict[str, str]) -> None:

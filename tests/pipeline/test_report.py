@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from pipeline import report
-from pipeline.inputs import collect, inspect_image, read_flake8
+from pipeline.inputs import MLFLOW_RUN_FILE, collect, inspect_image, read_flake8
+from tests.conftest import ROOT
 from tests.pipeline import builders
+from training.plot_names import PLOT_FILES, PLOTS_DIR
 
 JENKINS = {"BUILD_URL": "https://ci.example.com/job/credit-risk/42/", "JOB_NAME": "credit-risk",
            "BUILD_NUMBER": "42", "GIT_COMMIT": "0123456789abcdef0123", "BRANCH_NAME": "main"}
@@ -27,9 +32,15 @@ class _TagChecker(HTMLParser):
         self.stack: list[str] = []
         self.tags: list[str] = []
         self.text: list[str] = []
+        self.images: list[dict[str, str | None]] = []
+        self.links: list[str | None] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
+        if tag == "img":
+            self.images.append(dict(attrs))
+        if tag == "a":
+            self.links.append(dict(attrs).get("href"))
         if tag not in self.VOID:
             self.stack.append(tag)
 
@@ -141,7 +152,7 @@ def test_report_values_are_escaped_in_html(tmp_path: Path) -> None:
     builders.write_junit(tmp_path, "unit", passed=1, failed=('test_<script>alert("x")</script>',))
     summary = report.build_summary(tmp_path, {})
     assert "<script>" not in summary.html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in summary.html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in summary.html
     parse_html(summary.html)
 
 
@@ -221,3 +232,90 @@ def test_mutation_score_is_shown_when_a_mutation_run_left_its_report(tmp_path: P
     assert f"Mutation testing: {expected}" in summary.html
     survivors = (tmp_path / "mutation-survivors.txt").read_text()
     assert "== training.gate.x_a__mutmut_4" in survivors and "mutmut_5" not in survivors
+
+
+HOSTILE = '<script>alert("card")</script>'
+
+
+def test_hostile_model_card_values_are_text_in_the_file_and_the_mail(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    (tmp_path / "gate.json").unlink()  # the model section then shows the card itself
+    card = json.loads((tmp_path / "model-card.json").read_text())
+    card.update(version=HOSTILE, model_family='"><img src=x onerror=alert(1)>')
+    (tmp_path / "model-card.json").write_text(json.dumps(card))
+    summary = report.build_summary(tmp_path, {})
+    for markup in (summary.html, summary.mail_html):
+        assert "<script" not in markup and "<img src=x" not in markup
+        assert "&lt;script&gt;alert(&#34;card&#34;)&lt;/script&gt;" in markup
+        page = parse_html(markup)
+        assert all(image["src"] != "x" for image in page.images)
+        assert any(HOSTILE in text for text in page.text)  # shown, as text
+    assert HOSTILE in summary.text
+
+
+def test_plots_are_shown_from_beside_the_summary_file(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    summary = report.write_summary(tmp_path, {})
+    page = parse_html((tmp_path / "summary.html").read_text())
+    assert [(image["src"], image["alt"]) for image in page.images] == [
+        (f"plots/{name}", caption) for name, caption in PLOT_FILES.items()]
+    for image in page.images:  # every source resolves to the PNG the training drew
+        assert (tmp_path / str(image["src"])).read_bytes().startswith(b"\x89PNG")
+    assert "Holdout plots" in page.text
+    for name, caption in PLOT_FILES.items():
+        assert f"reports/plots/{name}: {caption}" in summary.text
+    assert "Missing inputs" not in summary.text
+
+
+def test_a_model_without_plots_is_named_among_the_missing_inputs(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    shutil.rmtree(tmp_path / PLOTS_DIR)
+    summary = report.build_summary(tmp_path, {})
+    assert "reports/plots/: no plots: the training run drew none" in summary.text
+    assert parse_html(summary.html).images == [] and summary.images == []
+    # No model, no plots to miss.
+    builders.red_data_tests(tmp_path / "red")
+    assert "plots/" not in report.build_summary(tmp_path / "red", {}).text
+
+
+MLFLOW_RUN = {"run_id": "0f1e2d3c", "experiment_id": "1",
+              "tracking_uri": "http://mlflow:5000",
+              "run_url": "http://mlflow.example.com:5000/#/experiments/1/runs/0f1e2d3c"}
+
+
+def test_mlflow_run_is_linked_when_the_tracking_left_its_file(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    assert "MLflow" not in report.build_summary(tmp_path, JENKINS).html
+    (tmp_path / MLFLOW_RUN_FILE).write_text(json.dumps(MLFLOW_RUN))
+    summary = report.build_summary(tmp_path, JENKINS)
+    page = parse_html(summary.html)
+    assert page.links == ["https://ci.example.com/job/credit-risk/42/",
+                          "https://ci.example.com/job/credit-risk/42/console",
+                          "https://ci.example.com/job/credit-risk/42/testReport/",
+                          MLFLOW_RUN["run_url"]]
+    assert f"MLflow run: {MLFLOW_RUN['run_url']}" in summary.text
+
+
+def test_an_mlflow_link_that_is_not_http_is_not_linked(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    (tmp_path / MLFLOW_RUN_FILE).write_text(json.dumps(
+        dict(MLFLOW_RUN, run_url="javascript:alert(document.cookie)")))
+    summary = report.build_summary(tmp_path, {})
+    assert parse_html(summary.html).links == []
+    assert "javascript:" not in summary.html
+
+
+def test_an_unreadable_mlflow_run_file_is_named(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    (tmp_path / MLFLOW_RUN_FILE).write_text("[]")
+    assert f"reports/{MLFLOW_RUN_FILE}: unreadable" in report.build_summary(tmp_path, {}).text
+
+
+def test_the_pipeline_cli_starts_on_a_python_without_jinja2_or_numpy() -> None:
+    # `make system` runs this CLI on the system Python before it has python3-jinja2, and
+    # the summary never needs numpy: both are imported only where they are used.
+    script = ("import sys; sys.modules.update(jinja2=None, numpy=None); "
+              "import pipeline.cli, pipeline.report, pipeline.notify")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from training.plot_names import PLOT_FILES, PLOTS_DIR
 from training.registry import Registry
 
 FIXTURES = ROOT / "tests" / "data" / "fixtures"
@@ -75,6 +76,11 @@ def test_train_twice_second_gate_compares_then_rollback(workdir: Path) -> None:
     assert run("train", "--output", str(workdir / "m2")).returncode == 0
     card2 = json.loads((workdir / "reports" / "model-card.json").read_text())
     assert card2["metrics"] == card1["metrics"]  # same data and seed: same metrics
+    # ... and the same plots, which reach reports/plots/ for the summary.
+    published = sorted((workdir / "reports" / PLOTS_DIR).iterdir())
+    assert [p.name for p in published] == sorted(PLOT_FILES)
+    assert [p.read_bytes() for p in published] == [
+        (workdir / "m1" / PLOTS_DIR / p.name).read_bytes() for p in published]
     second = run("gate", "--candidate", str(workdir / "m2"))
     assert second.returncode == 0, second.stdout
     gate = json.loads((workdir / "reports" / "gate.json").read_text())

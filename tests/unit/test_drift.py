@@ -10,7 +10,7 @@ import pytest
 from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_dataset, split
-from training.drift import drift_report, numeric_fractions, psi
+from training.drift import drift_report, numeric_fractions, psi, window_psi
 from training.simulate import simulate_batch
 
 
@@ -53,3 +53,23 @@ def test_a_category_unknown_to_the_model_is_drift(trained_model: LoadedModel,
     purpose = next(f for f in report.features if f.feature == "purpose")
     assert purpose.drifted and "cryptocurrency" in purpose.detail
     assert purpose.p_value is not None
+
+
+@pytest.mark.parametrize("shifted", [False, True], ids=["holdout", "shifted-batch"])
+def test_window_psi_is_the_reports_psi_of_every_input(
+        trained_model: LoadedModel, data_file: Path, tmp_path: Path, shifted: bool) -> None:
+    """The service's lean computation publishes the numbers the full report gives; a value
+    left out or null is not counted by either."""
+    frame = split(load_dataset(data_file), TrainingConfig())[1]
+    if shifted:
+        frame = frame.assign(amount=frame["amount"] * 3, status="no checking account")
+    reference = trained_model.card["reference"]
+    records = frame.to_dict("records")
+    records[0] = {**records[0], "age": None}
+    del records[1]["status"]
+    frame = pd.DataFrame(records, columns=frame.columns)
+    report = drift_report(frame, reference, 0.25)
+    lean = window_psi(records, reference)
+    assert lean == pytest.approx({item.feature: item.psi for item in report.features},
+                                 rel=1e-12, abs=1e-12)
+    assert shifted == (max(lean.values()) > 0.25)

@@ -1,4 +1,5 @@
-"""The validator's quick acceptance test agrees with its worded check on every kind of value."""
+"""The validator's quick acceptance tests (per value, and per column of a batch) agree with
+its worded checks on every kind of value."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from app.validation import ACCEPTS, check_value
+from app.validation import ACCEPTS, batch_is_clean, check_value, validate_applicant, \
+    validate_request
+from training.fast_scorer import random_applicants
 from training.schema import INPUTS
 
 
@@ -29,3 +32,47 @@ def test_quick_acceptance_says_yes_exactly_when_check_value_finds_no_problem(
 
 def test_every_input_has_a_quick_acceptance_test() -> None:
     assert [column for column, _ in ACCEPTS] == list(INPUTS)
+
+
+def _per_row(batch: list[Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The per-row validator's rows and problems for a batch (the worded, slow path)."""
+    rows, problems = [], {}
+    for index, item in enumerate(batch):
+        row, errors = validate_applicant(item, f"instances[{index}]")
+        rows.append(row)
+        problems.update(errors)
+    return rows, problems
+
+
+@pytest.mark.parametrize("column", INPUTS, ids=[c.name for c in INPUTS])
+def test_the_column_wise_batch_check_passes_exactly_the_batches_whose_rows_are_the_input(
+        column: Any) -> None:
+    """Clean: no problem and every applicant is its own clean row (a null is not)."""
+    for value in probes(column):
+        batch = random_applicants(3, seed=7)
+        batch[1] = {**batch[1], column.name: value}
+        rows, problems = _per_row(batch)
+        expected = not problems and rows == batch
+        assert batch_is_clean(batch) == expected, (column.name, value)
+        if expected:
+            assert validate_request({"instances": batch}, 10) == (rows, True)
+
+
+@pytest.mark.parametrize("change", [
+    lambda row: {key: value for key, value in row.items() if key != INPUTS[0].name},
+    lambda row: {**row, "unknown": 1},
+    lambda row: [row],
+    lambda row: None,
+], ids=["required-missing", "unknown-field", "array", "null"])
+def test_the_column_wise_batch_check_refuses_what_the_per_row_check_refuses(
+        change: Any) -> None:
+    batch = random_applicants(3, seed=11)
+    batch[2] = change(batch[2])
+    assert _per_row(batch)[1] and not batch_is_clean(batch)
+
+
+def test_an_optional_field_left_out_stays_out_of_the_clean_row() -> None:
+    optional = next(column for column in INPUTS if not column.required)
+    batch = random_applicants(2, seed=3)
+    assert optional.name not in batch[0] and batch_is_clean(batch)
+    assert validate_request({"instances": batch}, 10) == (_per_row(batch)[0], True)

@@ -1,0 +1,16 @@
+"""The evaluation plots' names: the contract between the training that draws them
+(training/plots.py), the MLflow tracking that logs them and the pipeline summary that shows
+them. Standard library only: the summary runs on the system Python, without numpy.
+"""
+
+from __future__ import annotations
+
+PLOTS_DIR = "plots"  # <model output dir>/plots/ and reports/plots/
+# File name of each plot, in the order the summary shows them, with its caption.
+PLOT_FILES: dict[str, str] = {
+    "roc-curve.png": "ROC curve on the holdout",
+    "calibration-curve.png": "Calibration on the holdout",
+    "confusion-matrix.png": "Confusion matrix at the decision threshold",
+    "segment-recall.png": "Recall on bad risks per segment",
+}
+PLOT_PIXELS = (640, 480)  # width, height: legible in a mail client, about 40 KB per plot
