@@ -37,6 +37,7 @@ from training import __version__
 from training.artifact import CARD_FILE, load_artifact
 from training.config import TrainingConfig
 from training.gate import GateResult
+from training.report_names import MLFLOW_RUN_FILE, PLOTS_DIR
 from training.schema import FEATURES
 from training.tracking import (EXPERIMENT_NAME, TRACKING_URI_VARIABLE, TrackingError,
                                artifact_location, embedded_dir, tracking_uri)
@@ -46,7 +47,6 @@ from training.workflows import snapshot_lineage
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "model"  # the logged model's name inside its run
-PLOTS_FOLDER = "plots"  # the evaluation's PNGs, inside the model output directory
 # The logged model's requirements: the pipeline's libraries and skops, its file format.
 MODEL_PACKAGES = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
 TAG_LIMIT = 5000  # characters; MLflow refuses tag values over 8000
@@ -82,6 +82,7 @@ def start_training_run(config: TrainingConfig, trigger: str) -> Iterator["Mlflow
                                       run_name=f"{trigger} {started:%Y-%m-%d %H:%M:%S}",
                                       tags={"trigger": trigger, **environment_tags()})
         run = MlflowTrainingRun(active.info.run_id, experiment, uri, config)
+        write_run_file(run, config.reports_dir)
         logger.info("tracking this %s as MLflow run %s in experiment %r at %s", trigger,
                     run.run_id, EXPERIMENT_NAME, shown_uri(uri))
         try:
@@ -95,6 +96,23 @@ def start_training_run(config: TrainingConfig, trigger: str) -> Iterator["Mlflow
             raise
         with store_errors(uri, f"finish run {run.run_id}"):
             mlflow.end_run(status="FINISHED")
+
+
+def write_run_file(run: "MlflowTrainingRun", reports_dir: Path) -> None:
+    """Name the run in reports/ for the pipeline summary, which links it."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"run_id": run.run_id, "experiment_id": run.experiment,
+               "tracking_uri": shown_uri(run.uri), "run_url": run_url(run)}
+    (reports_dir / MLFLOW_RUN_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def run_url(run: "MlflowTrainingRun") -> str | None:
+    """The run's page in the MLflow UI of an HTTP tracking server; None for a database
+    (`make mlflow-ui` serves that one on a port of the reader's choosing)."""
+    if urlsplit(run.uri).scheme not in ("http", "https"):
+        return None
+    return (f"{shown_uri(run.uri).rstrip('/')}/#/experiments/{run.experiment}"
+            f"/runs/{run.run_id}")
 
 
 @contextmanager
@@ -138,8 +156,8 @@ class MlflowTrainingRun:
                               experiment=self.experiment)
             log_model(model_dir, card)
             mlflow.log_artifact(str(model_dir / CARD_FILE), artifact_path="model_card")
-            for plot in sorted((model_dir / PLOTS_FOLDER).glob("*.png")):
-                mlflow.log_artifact(str(plot), artifact_path=PLOTS_FOLDER)
+            for plot in sorted((model_dir / PLOTS_DIR).glob("*.png")):
+                mlflow.log_artifact(str(plot), artifact_path=PLOTS_DIR)
             log_json(data_sources(card), "data/sources.json")
 
     def record_floor(self, result: GateResult, reports_dir: Path) -> None:

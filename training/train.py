@@ -31,7 +31,7 @@ from training.config import TrainingConfig
 from training.data import file_sha256, load_split
 from training.evaluate import evaluate_probabilities
 from training.features import build_preprocessor
-from training.plot_names import PLOTS_DIR
+from training.report_names import PLOTS_DIR
 from training.plots import plot_data, write_plots
 from training.schema import FEATURES, POSITIVE_LABEL, TARGET, feature_names
 

@@ -16,7 +16,7 @@ import training
 from pipeline.smoke import MODEL_VERSION_LABEL
 from tests.container.support import ROOT, Images, run_make
 from training.gate import FLOOR_PASSED
-from training.plot_names import PLOT_FILES, PLOTS_DIR
+from training.report_names import PLOT_FILES, PLOTS_DIR
 from training.registry import new_version_name
 
 pytestmark = pytest.mark.slow

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import requests
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import DATA_FILE, ROOT
 from tests.servers import Server, running_mlflow_server, stop_server
 from training.registry import Registry
+from training.report_names import MLFLOW_RUN_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -59,6 +61,12 @@ def test_train_and_gate_are_recorded_on_the_server(server: Server, tmp_path: Pat
     assert card["tracking"]["tracking_uri"] == server.url
     client = MlflowClient(server.url)
     run = client.get_run(card["tracking"]["run_id"])
+    # The summary's link opens the run's page in the server's UI.
+    run_file = json.loads((tmp_path / "reports" / MLFLOW_RUN_FILE).read_text())
+    assert run_file["run_url"] == (f"{server.url}/#/experiments/{run.info.experiment_id}"
+                                   f"/runs/{run.info.run_id}")
+    page = requests.get(run_file["run_url"], timeout=30)
+    assert page.status_code == 200 and "<html" in page.text.lower()
     assert client.get_experiment(run.info.experiment_id).name == "credit-risk"
     assert run.info.status == "FINISHED"
     assert run.data.params["model_family"] == card["model_family"]

@@ -26,7 +26,7 @@ from tests.container.support import (docker_client, remove_built_images,
                                      remove_project_volumes)
 from tests.helpers import IN_CI, free_port, require_component
 from tests.pipeline.test_notify import SMTP_READY_WITHIN, Inbox
-from training.plot_names import PLOT_FILES, PLOTS_DIR
+from training.report_names import PLOT_FILES, PLOTS_DIR
 
 pytestmark = pytest.mark.slow
 

@@ -27,6 +27,7 @@ from training.config import TrainingConfig
 from training.data import file_sha256, load_split
 from training.evaluate import evaluate_probabilities
 from training.mlflow_tracking import input_example, shown_uri
+from training.report_names import MLFLOW_RUN_FILE, RUN_FILE_KEYS
 from training.schema import feature_names
 from training.workflows import run_gate
 
@@ -67,6 +68,13 @@ def the_run(trained: dict[str, Any]) -> Run:
     return trained["client"].get_run(trained["card"]["tracking"]["run_id"])
 
 
+def read_run_file(config: TrainingConfig) -> dict[str, Any]:
+    """reports/mlflow-run.json, which names the tracked run for the pipeline summary."""
+    run_file = json.loads((config.reports_dir / MLFLOW_RUN_FILE).read_text())
+    assert tuple(run_file) == RUN_FILE_KEYS
+    return run_file
+
+
 def runs_in_store(config: TrainingConfig) -> list[Run]:
     """Every run of the project's experiment in the configured store."""
     client = MlflowClient(tracking.tracking_uri(config))
@@ -82,6 +90,14 @@ def test_train_is_one_finished_run_named_in_the_card(trained: dict[str, Any]) ->
     assert trained["client"].get_experiment(run.info.experiment_id).name == "credit-risk"
     assert trained["card"]["tracking"]["tracking_uri"] == tracking.tracking_uri(
         trained["config"])
+
+
+def test_the_run_is_named_in_the_reports_for_the_summary(trained: dict[str, Any]) -> None:
+    run = the_run(trained)
+    # A database has no web page: the summary shows the run id instead of a link.
+    assert read_run_file(trained["config"]) == {
+        "run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+        "tracking_uri": tracking.tracking_uri(trained["config"]), "run_url": None}
 
 
 def test_run_parameters_are_family_hyperparameters_threshold_seed_and_config(
@@ -220,13 +236,14 @@ def test_gate_of_a_model_whose_run_is_elsewhere_gets_a_gate_run(
 
 
 def test_every_png_of_the_plots_folder_is_logged(
-        artifact_copy: Path, tracking_dir: Path) -> None:
+        artifact_copy: Path, tracking_dir: Path, tmp_path: Path) -> None:
     # The training drew its plots into the artifact; a file that is no PNG stays out.
     plots = artifact_copy / "plots"
     drawn = sorted(path.name for path in plots.glob("*.png"))
     assert len(drawn) == 4, drawn
     (plots / "notes.txt").write_text("not a plot")
-    config = TrainingConfig(data_path=DATA_FILE, tracking_dir=tracking_dir)
+    config = TrainingConfig(data_path=DATA_FILE, tracking_dir=tracking_dir,
+                            reports_dir=tmp_path / "reports")
     with tracking.training_run(config, "train") as run:
         run.record_training(read_card(artifact_copy), artifact_copy)
     client = MlflowClient(tracking.tracking_uri(config))
@@ -237,13 +254,17 @@ def test_every_png_of_the_plots_folder_is_logged(
         (plots / drawn[0]).read_bytes())
 
 
-def test_a_failing_command_leaves_a_failed_run(tracking_dir: Path) -> None:
-    config = TrainingConfig(data_path=DATA_FILE, tracking_dir=tracking_dir)
+def test_a_failing_command_leaves_a_failed_run_named_in_the_reports(
+        tracking_dir: Path, tmp_path: Path) -> None:
+    config = TrainingConfig(data_path=DATA_FILE, tracking_dir=tracking_dir,
+                            reports_dir=tmp_path / "reports")
     with pytest.raises(ValueError, match="broken on purpose"):
         with tracking.training_run(config, "train") as run:
             raise ValueError("broken on purpose")
     run_id = run.card_fields()["tracking"]["run_id"]
     assert MlflowClient(tracking.tracking_uri(config)).get_run(run_id).info.status == "FAILED"
+    # Written at the start: the summary of a build whose training failed links the run.
+    assert read_run_file(config)["run_id"] == run_id
 
 
 def test_unreachable_server_stops_train_before_training_naming_the_uri(
@@ -294,9 +315,10 @@ def test_embedded_store_unless_a_tracking_uri_is_set(
 
 
 def test_the_embedded_default_survives_a_run_in_the_same_process(
-        tracking_dir: Path) -> None:
+        tracking_dir: Path, tmp_path: Path) -> None:
     """MLflow's set_tracking_uri writes MLFLOW_TRACKING_URI; a run must not leave it set."""
-    config = TrainingConfig(data_path=DATA_FILE, tracking_dir=tracking_dir)
+    config = TrainingConfig(data_path=DATA_FILE, tracking_dir=tracking_dir,
+                            reports_dir=tmp_path / "reports")
     with tracking.training_run(config, "train"):
         pass
     assert tracking.artifact_location(config) is not None
