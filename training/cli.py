@@ -21,7 +21,7 @@ from training.artifact import ModelIntegrityError, load_artifact
 from training.config import ConfigError, TrainingConfig
 from training.data import DataValidationError, load_dataset, load_split, read_csv, validate
 from training.intake import pending_batches
-from training.registry import Registry, RegistryError
+from training.registry import RegistryError
 from training.simulate import KINDS, simulate_batch
 from training.train import build_model
 
@@ -129,7 +129,7 @@ def cmd_train(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 def cmd_evaluate(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Score a model (default: production) on the holdout and print the metrics."""
     model = (load_artifact(arguments.model) if arguments.model
-             else Registry(config.registry_dir).load_production())
+             else tracking.open_registry(config).load_production())
     metrics = workflows.score(model, load_split(config.data_path, config)[2], config)
     _write_report(config, "evaluation.json", {"version": model.version, "metrics": metrics})
     sys.stdout.write(json.dumps({"version": model.version, "metrics": metrics}, indent=2)
@@ -189,7 +189,7 @@ def cmd_monitor(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 
     Exit status: 0 nothing needed (or done), else that of the action: the retraining's
     (0, 3, 4), 5 when retraining is needed but no labelled batch waits, 1 on errors."""
-    registry = Registry(config.registry_dir)
+    registry = tracking.open_registry(config)
     production = registry.production_version()
     if production is None:
         raise RegistryError(f"{registry.root}: no production model has been promoted yet")
@@ -222,19 +222,19 @@ def cmd_monitor(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 
 def cmd_promote(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Promote a registered version by hand."""
-    Registry(config.registry_dir).promote(arguments.version, reason=arguments.reason)
+    tracking.open_registry(config).promote(arguments.version, reason=arguments.reason)
     return 0
 
 
 def cmd_rollback(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Move production back to the version that served before."""
-    Registry(config.registry_dir).rollback(reason=arguments.reason)
+    tracking.open_registry(config).rollback(reason=arguments.reason)
     return 0
 
 
 def cmd_list(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Print one line per version: production marker, name, family, ROC AUC, gate."""
-    registry = Registry(config.registry_dir)
+    registry = tracking.open_registry(config)
     production = registry.production_version()
     lines = []
     for version in registry.versions():

@@ -24,11 +24,14 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from training.config import TrainingConfig
+from training.registry import Registry
 
 if TYPE_CHECKING:
     from training.gate import GateResult
+    from training.mlflow_registry import MlflowRegistry
 
 EXPERIMENT_NAME = "credit-risk"  # the project's name, shared by every run
+REGISTERED_MODEL = EXPERIMENT_NAME  # and by the registry's one model
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"  # MLflow's own variable, read as MLflow does
 DATABASE_FILE = "mlflow.db"
 ARTIFACTS_FOLDER = "artifacts"
@@ -110,6 +113,16 @@ def record_gate(card: dict[str, Any], result: "GateResult", reports_dir: Path,
     if not enabled(config):
         return
     recorder().record_gate(card, result, reports_dir, config)
+
+
+def open_registry(config: TrainingConfig) -> "Registry | MlflowRegistry":
+    """The registry of record: MLflow's (the local folder as its verified cache) when
+    tracking is on, else the local folder alone."""
+    if not enabled(config):
+        return Registry(config.registry_dir)
+    recorder()  # where MLflow is missing, this says so and how to turn tracking off
+    registry_module = importlib.import_module("training.mlflow_registry")
+    return registry_module.MlflowRegistry(config)
 
 
 def check_reachable(config: TrainingConfig) -> None:

@@ -22,7 +22,6 @@ from training.data import file_sha256, load_split, read_csv, segments_path, to_m
 from training.evaluate import evaluate_probabilities
 from training.intake import (BatchOutcome, build_snapshot, intake_all, intake_lock,
                              newest_processed)
-from training.registry import Registry
 from training.train import build_model
 
 logger = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ def run_gate(candidate_dir: Path, config: TrainingConfig,
     keep; write the gate reports and record them in the challenger's tracking run."""
     # An unreachable tracking store stops the gate before the registry changes.
     tracking.check_reachable(config)
-    registry = Registry(config.registry_dir)
+    registry = tracking.open_registry(config)
     challenger = load_artifact(candidate_dir)
     holdout = load_split(config.data_path, config)[2]
     challenger_summary = {**summary(challenger.card, "candidate"),
@@ -126,7 +125,7 @@ def snapshot_lineage(data_path: Path) -> dict[str, Any]:
 
 def retrain(config: TrainingConfig, candidate_dir: Path) -> RetrainOutcome:
     """Take in new batches, train a challenger on the new snapshot, and gate it."""
-    registry = Registry(config.registry_dir)
+    registry = tracking.open_registry(config)
     production = registry.production_version()
     # Drift is measured against what the serving model was trained on.
     reference = registry.card(production)["reference"] if production is not None else None

@@ -18,7 +18,7 @@ import sklearn
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import DATA_FILE, ROOT
+from tests.conftest import DATA_FILE, ROOT, fresh_store
 from tests.helpers import free_port
 from training import tracking
 from training.artifact import load_artifact, read_card
@@ -43,12 +43,14 @@ ONE_FAMILY = {"TRAINING_MODEL_FAMILIES": "logistic_regression",
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory, tracking_dir: Path
+def trained(tmp_path_factory: pytest.TempPathFactory, empty_store: Path
             ) -> Iterator[dict[str, Any]]:
     """`train` then `gate` through the CLI, as `make train` runs them, on a Jenkins build."""
     base = tmp_path_factory.mktemp("tracked")
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {**SMALL_TRAINING, "BUILD_URL": BUILD_URL,
+                            "TRAINING_TRACKING_DIR": str(fresh_store(empty_store,
+                                                                     base / "mlruns")),
                             "REPORTS_DIR": str(base / "reports"),
                             "MODEL_REGISTRY": str(base / "registry")}.items():
             patch.setenv(name, value)
@@ -228,8 +230,11 @@ def test_gate_of_a_model_whose_run_is_elsewhere_gets_a_gate_run(
                             reports_dir=tmp_path / "reports", tracking_dir=tracking_dir)
     before = {run.info.run_id for run in runs_in_store(config)}
     run_gate(trained_model_dir, config)  # its card names no run (built without tracking)
-    [new] = [run for run in runs_in_store(config) if run.info.run_id not in before]
-    assert new.data.tags["trigger"] == "gate"
+    runs = {run.data.tags["trigger"]: run for run in runs_in_store(config)
+            if run.info.run_id not in before}
+    # Registering keeps the artifact in a run of its own; the promotion is a run too.
+    assert sorted(runs) == ["gate", "promote", "register"]
+    new = runs["gate"]
     assert new.data.tags["artifact_sha256"] == read_card(trained_model_dir)["artifact_sha256"]
     assert new.data.tags["gate.decision"] == "promoted"
     assert new.info.status == "FINISHED"
