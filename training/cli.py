@@ -12,16 +12,19 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
 from training import gate, monitor, plots, tracking, workflows
+from training.alias_follower import AliasFollower, FollowError
 from training.artifact import ModelIntegrityError, load_artifact
 from training.config import ConfigError, TrainingConfig
 from training.data import DataValidationError, load_dataset, load_split, read_csv, validate
 from training.intake import pending_batches
-from training.registry import RegistryError
+from training.registry import Registry, RegistryError
 from training.simulate import KINDS, simulate_batch
 from training.train import build_model
 
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataValidationError as error:
         logger.error("%s\n%s", error, error.report.to_text())
     except (FileNotFoundError, ValueError, ConfigError, RegistryError,
-            ModelIntegrityError, tracking.TrackingError) as error:
+            ModelIntegrityError, tracking.TrackingError, FollowError) as error:
         logger.error("%s", error)
     return EXIT_ERROR
 
@@ -82,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("rollback", cmd_rollback, "point production back at the previous version")
     sub.add_argument("--reason", default="manual rollback")
     add("list", cmd_list, "list registered versions and the production pointer")
+    sub = add("follow", cmd_follow, "keep MODEL_REGISTRY on the production alias of the "
+                                    "MLflow server at MLFLOW_TRACKING_URI")
+    sub.add_argument("--interval", type=float, default=10.0, help="seconds between checks")
+    sub.add_argument("--once", action="store_true", help="check once and exit")
     add("pending", cmd_pending, "exit 0 only when unprocessed batches are waiting")
     sub = add("retrain", cmd_retrain, "intake new batches, train a challenger, gate it")
     sub.add_argument("--output", type=Path, default=Path("build/challenger"))
@@ -229,6 +236,24 @@ def cmd_promote(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 def cmd_rollback(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Move production back to the version that served before."""
     tracking.open_registry(config).rollback(reason=arguments.reason)
+    return 0
+
+
+def cmd_follow(arguments: argparse.Namespace, config: TrainingConfig) -> int:
+    """Follow the server's production alias into the local folder (once, or until SIGTERM)."""
+    server = os.environ.get(tracking.TRACKING_URI_VARIABLE, "").strip()
+    if not server:
+        raise FollowError(f"set {tracking.TRACKING_URI_VARIABLE} to the MLflow server to follow")
+    follower = AliasFollower(server, Registry(config.registry_dir))
+    if arguments.once:
+        version = follower.sync()
+        sys.stdout.write(f"{version or 'nothing promoted yet'}\n")
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    logger.info("following %s every %.0f s into %s", server, arguments.interval,
+                config.registry_dir)
+    follower.run(arguments.interval, stop)
     return 0
 
 

@@ -28,12 +28,10 @@ from training.config import TrainingConfig
 from training.mlflow_tracking import (environment_tags, experiment_id, run_exists,
                                       safe_name, short, store_errors)
 from training.registry import Registry, RegistryError, production_stack
-from training.tracking import REGISTERED_MODEL, tracking_uri
+from training.tracking import PRODUCTION_ALIAS, REGISTERED_MODEL, VERSION_TAG, tracking_uri
 
 logger = logging.getLogger(__name__)
 
-PRODUCTION_ALIAS = "production"
-VERSION_TAG = "registry_version"  # the version's name in the registry (and its cache)
 MOVED_ALIAS_TAG = "moved_alias"  # on the runs that record a move: the alias they moved
 ARTIFACT_FOLDER = "registry"  # inside the run: registry/<version>/model.joblib, model.json
 MISSING = "RESOURCE_DOES_NOT_EXIST"

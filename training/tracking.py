@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 EXPERIMENT_NAME = "credit-risk"  # the project's name, shared by every run
 REGISTERED_MODEL = EXPERIMENT_NAME  # and by the registry's one model
+PRODUCTION_ALIAS = "production"  # the alias that names the version that serves
+VERSION_TAG = "registry_version"  # a model version's name in the registry and its caches
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"  # MLflow's own variable, read as MLflow does
 DATABASE_FILE = "mlflow.db"
 ARTIFACTS_FOLDER = "artifacts"

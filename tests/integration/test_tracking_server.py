@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,11 +30,12 @@ SMALL_TRAINING = {"TRAINING_MODEL_FAMILIES": "logistic_regression,gradient_boost
                   "TRAINING_CV_FOLDS": "3"}
 
 
-def training_cli(server_url: str, work: Path, *arguments: str
+def training_cli(server_url: str, work: Path, *arguments: str, **variables: str
                  ) -> subprocess.CompletedProcess[str]:
     """`python -m training ...` as `make train` runs it, tracking to the server. One quick
     try per request: a server that is gone must be reported now, not after minutes."""
-    environment = {**os.environ, **SMALL_TRAINING, "MLFLOW_TRACKING_URI": server_url,
+    environment = {**os.environ, **SMALL_TRAINING, **variables,
+                   "MLFLOW_TRACKING_URI": server_url,
                    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
                    "REPORTS_DIR": str(work / "reports"),
                    "MODEL_REGISTRY": str(work / "registry")}
@@ -108,6 +110,53 @@ def test_a_server_gone_before_the_gate_stops_it_before_the_registry_changes(
     assert f"MLflow tracking at {own.url}: could not reach the tracking store" in gated.stdout
     assert Registry(tmp_path / "registry").versions() == []  # nothing registered
     assert (output / "model.joblib").is_file()  # the model is still there to gate again
+
+
+def test_a_replica_follows_the_alias_and_keeps_serving_when_the_server_is_gone(
+        tmp_path: Path) -> None:
+    trainer, replica = tmp_path / "trainer", tmp_path / "replica"  # two machines' folders
+    with running_mlflow_server(tmp_path / "store") as own:
+        versions = []
+        for number, grid in enumerate(("0.1", "1.0")):
+            output = trainer / f"model-{number}"
+            for command in (("train", "--output", str(output)), ("gate", "--candidate",
+                                                                 str(output))):
+                done = training_cli(own.url, trainer, *command, "--data", str(DATA_FILE),
+                                    TRAINING_MODEL_FAMILIES="logistic_regression",
+                                    TRAINING_LOGISTIC_C_GRID=grid,
+                                    TRAINING_CHAMPION_TOLERANCE="1")  # v2 always promoted
+                assert done.returncode == 0, done.stdout + done.stderr
+            versions.append(json.loads((trainer / "reports" / "gate.json").read_text())[
+                "challenger"]["version"])
+            followed = training_cli(own.url, replica, "follow", "--once")
+            assert followed.returncode == 0, followed.stdout + followed.stderr
+            assert last_line(followed) == versions[-1]
+            assert Registry(replica / "registry").production_version() == versions[-1]
+        first, second = versions
+        assert training_cli(own.url, trainer, "rollback").returncode == 0
+        assert last_line(training_cli(own.url, replica, "follow", "--once")) == first
+        assert Registry(replica / "registry").production_version() == first
+
+        # A version whose bytes changed on the server is refused; the replica stays put.
+        [stored] = [path for path in (server_store(own) / "artifacts").rglob(
+            "model.joblib") if path.parent.name == second]
+        stored.write_bytes(stored.read_bytes() + b"tampered")
+        shutil.rmtree(replica / "registry" / second)
+        assert training_cli(own.url, trainer, "promote", second).returncode == 0
+        refused = training_cli(own.url, replica, "follow", "--once")
+        assert refused.returncode == 1 and f"version {second} refused" in refused.stdout
+        assert Registry(replica / "registry").production_version() == first
+
+        stop_server(own)
+        gone = training_cli(own.url, replica, "follow", "--once")
+    assert gone.returncode == 1 and "unreachable" in gone.stdout
+    # The replica's folder still serves: its version loads, verified, without the server.
+    assert Registry(replica / "registry").load_production().version == first
+
+
+def last_line(done: subprocess.CompletedProcess[str]) -> str:
+    """What a command printed last (its log lines come first on the same stream)."""
+    return done.stdout.strip().splitlines()[-1]
 
 
 def server_store(server: Server) -> Path:
