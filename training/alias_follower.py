@@ -14,24 +14,40 @@ that a version's files are reachable at `mlflow-artifacts:` URIs.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
 
-from training.artifact import CARD_FILE, MODEL_FILE, ModelIntegrityError
+from training.artifact import CARD_FILE, MODEL_FILE, ModelIntegrityError, atomic_write
 from training.registry import Registry
-from training.tracking import PRODUCTION_ALIAS, REGISTERED_MODEL, VERSION_TAG
+from training.tracking import PRODUCTION_ALIAS, REGISTERED_MODEL, VERSION_TAG, shown_uri
 
 logger = logging.getLogger(__name__)
 
 ALIAS_ENDPOINT = "/api/2.0/mlflow/registered-models/alias"
 ARTIFACTS_ENDPOINT = "/api/2.0/mlflow-artifacts/artifacts/"
 SERVED_ARTIFACTS_SCHEME = "mlflow-artifacts"
+STATUS_FILE = ".follower.json"  # in the folder: the last check's outcome
+
+
+def registry_status(registry_dir: Path) -> dict[str, Any]:
+    """Where the folder's versions come from, for /api/v1/model: the local folder alone,
+    or a followed server, whether the last check brought the folder in step, and when."""
+    fields = ("server", "in_step", "checked_at", "error")
+    try:
+        status = json.loads((Path(registry_dir) / STATUS_FILE).read_text())
+    except (OSError, ValueError):  # no follower, or a torn file
+        status = None
+    if not isinstance(status, dict):  # the folder alone is the source
+        return dict.fromkeys(fields)
+    return {name: status.get(name) for name in fields}
 
 
 class FollowError(Exception):
@@ -51,7 +67,17 @@ class AliasFollower:
         self.session = requests.Session()
 
     def sync(self) -> str | None:
-        """Bring the folder to the alias's version; return it (None: nothing promoted)."""
+        """Bring the folder to the alias's version and return it (None: nothing promoted);
+        the outcome is written beside the folder for the service's /api/v1/model."""
+        try:
+            version = self._sync()
+        except FollowError as error:
+            self._write_status(error=str(error))
+            raise
+        self._write_status(error=None)
+        return version
+
+    def _sync(self) -> str | None:
         model_version = self._alias()
         if model_version is None:
             return None
@@ -78,6 +104,13 @@ class AliasFollower:
                 logger.warning("%s (the folder keeps serving %s)", error,
                                self.cache.production_version() or "nothing")
             stop.wait(interval)
+
+    def _write_status(self, error: str | None) -> None:
+        status = {"server": shown_uri(self.server_url), "in_step": error is None,
+                  "checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  "error": error}
+        self.cache.root.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.cache.root / STATUS_FILE, json.dumps(status) + "\n")
 
     def _alias(self) -> dict[str, Any] | None:
         response = self._get(ALIAS_ENDPOINT, params={"name": REGISTERED_MODEL,

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import mlflow
 import mlflow.sklearn
@@ -40,7 +40,7 @@ from training.gate import GateResult
 from training.report_names import MLFLOW_RUN_FILE, PLOTS_DIR
 from training.schema import FEATURES
 from training.tracking import (EXPERIMENT_NAME, TRACKING_URI_VARIABLE, TrackingError,
-                               artifact_location, embedded_dir, tracking_uri)
+                               artifact_location, embedded_dir, shown_uri, tracking_uri)
 from training.train import git_commit
 from training.workflows import snapshot_lineage
 
@@ -353,16 +353,6 @@ def run_exists(client: MlflowClient, run_id: str) -> bool:
             return False
         raise
     return True
-
-
-def shown_uri(uri: str) -> str:
-    """The URI without a password, fit for logs and cards."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def safe_name(name: str) -> str:

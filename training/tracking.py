@@ -21,6 +21,7 @@ import os
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import ModuleType
+from urllib.parse import urlsplit, urlunsplit
 from typing import TYPE_CHECKING, Any, Protocol
 
 from training.config import TrainingConfig
@@ -132,6 +133,16 @@ def check_reachable(config: TrainingConfig) -> None:
     if not enabled(config):
         return
     recorder().experiment_id(config)
+
+
+def shown_uri(uri: str) -> str:
+    """The URI without a password, fit for logs and cards."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def recorder() -> ModuleType:

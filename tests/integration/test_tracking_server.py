@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import DATA_FILE, ROOT
 from tests.servers import Server, running_mlflow_server, stop_server
+from training.alias_follower import registry_status
 from training.registry import Registry
 from training.report_names import MLFLOW_RUN_FILE
 
@@ -132,6 +133,7 @@ def test_a_replica_follows_the_alias_and_keeps_serving_when_the_server_is_gone(
             assert followed.returncode == 0, followed.stdout + followed.stderr
             assert last_line(followed) == versions[-1]
             assert Registry(replica / "registry").production_version() == versions[-1]
+            assert registry_status(replica / "registry")["in_step"] is True
         first, second = versions
         assert training_cli(own.url, trainer, "rollback").returncode == 0
         assert last_line(training_cli(own.url, replica, "follow", "--once")) == first
@@ -150,6 +152,8 @@ def test_a_replica_follows_the_alias_and_keeps_serving_when_the_server_is_gone(
         stop_server(own)
         gone = training_cli(own.url, replica, "follow", "--once")
     assert gone.returncode == 1 and "unreachable" in gone.stdout
+    status = registry_status(replica / "registry")  # what /api/v1/model shows
+    assert status["in_step"] is False and status["server"] == own.url
     # The replica's folder still serves: its version loads, verified, without the server.
     assert Registry(replica / "registry").load_production().version == first
 

@@ -26,9 +26,10 @@ from training.cli import main
 from training.config import TrainingConfig
 from training.data import file_sha256, load_split
 from training.evaluate import evaluate_probabilities
-from training.mlflow_tracking import input_example, shown_uri
+from training.mlflow_tracking import input_example
 from training.report_names import MLFLOW_RUN_FILE, RUN_FILE_KEYS
 from training.schema import feature_names
+from training.tracking import shown_uri
 from training.workflows import run_gate
 
 BUILD_URL = "https://jenkins.example.test/job/credit-risk/42/"
