@@ -53,7 +53,13 @@ def session_store(tmp_path_factory: pytest.TempPathFactory, empty_store: Path
     saved = {name: os.environ.get(name) for name in names}
     os.environ["TRAINING_TRACKING_DIR"] = str(directory)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    repository_store = ROOT / "mlruns"
+    existed = repository_store.exists()
     yield directory
+    # A CLI run with a hand-built environment falls back to mlruns/ and shares its registry
+    # with every later run: name the leak instead of letting tests depend on it.
+    assert existed or not repository_store.exists(), (
+        f"a test wrote to {repository_store}: pass TRAINING_TRACKING_DIR to its subprocess")
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
