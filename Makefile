@@ -70,9 +70,16 @@ $(REPORTS):
 lint: setup | $(REPORTS) ## flake8 over the code; report in reports/flake8.txt
 	$(PY) -m flake8 --tee --output-file=$(REPORTS)/flake8.txt training app pipeline tests setup.py
 
+# The kinds whose tests run in-process on temp dirs and start no shared component spread
+# over every core (pytest-xdist); the others start servers and containers and wait on them,
+# so they stay one at a time. `make pipeline` runs the unit kind too, so this pays twice.
+PARALLEL_KINDS := unit api
+TEST_WORKERS ?= auto
+
 # One pattern for every kind: own JUnit file, own coverage data file, combined afterwards.
 $(addprefix test-,$(TEST_KINDS)): test-%: setup | $(REPORTS)
 	COVERAGE_FILE=$(REPORTS)/.coverage.$* $(PYTEST) tests/$* \
+		$(if $(filter $*,$(PARALLEL_KINDS)),--numprocesses=$(TEST_WORKERS)) \
 		--junitxml=$(REPORTS)/junit-$*.xml -o junit_suite_name=$* \
 		--cov --cov-report= $(PYTEST_ARGS)
 

@@ -139,15 +139,18 @@ class LoggedIds:
     def _index(self) -> sqlite3.Connection:
         index = getattr(self._local, "index", None)
         if index is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            index = sqlite3.connect(self.index_path, timeout=60, isolation_level=None)
-            index.execute("PRAGMA journal_mode=WAL")  # lookups never wait for a catch-up
-            # A crash may lose the last catch-up; the next one reads those lines again.
-            index.execute("PRAGMA synchronous=NORMAL")
-            index.execute("CREATE TABLE IF NOT EXISTS ids (request_id TEXT PRIMARY KEY) "
-                          "WITHOUT ROWID")
-            index.execute("CREATE TABLE IF NOT EXISTS files (inode INTEGER PRIMARY KEY, "
-                          "offset INTEGER NOT NULL)")
+            # One opener at a time: two connections switching a new file to WAL at once
+            # deadlock, and SQLite then fails one at once ("database is locked") instead of
+            # waiting out its busy timeout.
+            with exclusive(self.path, "index"):
+                index = sqlite3.connect(self.index_path, timeout=60, isolation_level=None)
+                index.execute("PRAGMA journal_mode=WAL")  # lookups never wait for a catch-up
+                # A crash may lose the last catch-up; the next one reads those lines again.
+                index.execute("PRAGMA synchronous=NORMAL")
+                index.execute("CREATE TABLE IF NOT EXISTS ids (request_id TEXT PRIMARY KEY) "
+                              "WITHOUT ROWID")
+                index.execute("CREATE TABLE IF NOT EXISTS files (inode INTEGER PRIMARY KEY, "
+                              "offset INTEGER NOT NULL)")
             self._local.index = index
         return index
 
