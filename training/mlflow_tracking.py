@@ -28,6 +28,7 @@ import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import sklearn
+import skops.io
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
@@ -293,11 +294,20 @@ def log_model(model_dir: Path, card: dict[str, Any]) -> None:
     # Output: predict_proba's two columns, P(good) and P(bad) in the order of `classes_`.
     signature = ModelSignature(inputs=input_schema(), outputs=Schema(
         [TensorSpec(np.dtype("float64"), (-1, len(pipeline.classes_)))]))
-    # skops, not pickle: the logged model can be inspected before anything executes.
+    # skops, not pickle: the logged model can be inspected before anything executes. MLflow
+    # checks the saved file loads, and skops refuses types outside its default list (the
+    # gradient boosting's TreePredictor): the ones this model holds are named as trusted,
+    # since the model is the one just trained and verified here.
     mlflow.sklearn.log_model(pipeline, name=MODEL_NAME, signature=signature,
                              input_example=example, serialization_format="skops",
+                             skops_trusted_types=skops_types(pipeline),
                              pyfunc_predict_fn="predict_proba",
                              pip_requirements=model_requirements())
+
+
+def skops_types(model: Any) -> list[str]:
+    """The types in `model` that skops does not trust by default, so loading may name them."""
+    return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
 def model_requirements() -> list[str]:

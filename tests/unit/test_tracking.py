@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import sklearn
 from mlflow.entities import Run
+from mlflow.models.model import ModelInfo
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import DATA_FILE, ROOT, fresh_store
@@ -177,28 +178,58 @@ def test_artifacts_hold_the_card_the_floor_gate_and_the_sources(
     assert the_run(trained).data.tags["gate.floor.decision"] == "floor_passed"
 
 
-def test_logged_model_has_the_schema_signature_and_scores_like_the_artifact(
-        trained: dict[str, Any]) -> None:
-    run = the_run(trained)
-    with_uri = tracking.tracking_uri(trained["config"])
-    mlflow.set_tracking_uri(with_uri)
+def logged_model(uri: str, run: Run, card: dict[str, Any]
+                 ) -> tuple[ModelInfo, np.ndarray, list[str]]:
+    """The model a run logged: its info, its scores of the card's input example, and its
+    requirements."""
+    mlflow.set_tracking_uri(uri)
     try:
         [logged] = mlflow.search_logged_models(
             experiment_ids=[run.info.experiment_id], output_format="list",
             filter_string=f"source_run_id = '{run.info.run_id}'")
         info = mlflow.models.get_model_info(logged.model_uri)
-        example = input_example(trained["card"])
-        scored = mlflow.pyfunc.load_model(logged.model_uri).predict(example)
+        scored = mlflow.pyfunc.load_model(logged.model_uri).predict(input_example(card))
         requirements = Path(mlflow.pyfunc.get_model_dependencies(logged.model_uri)
                             ).read_text().split()
     finally:
         mlflow.set_tracking_uri(None)
+    return info, np.asarray(scored), requirements
+
+
+def assert_scores_like_the_artifact(scored: np.ndarray, model_dir: Path,
+                                    card: dict[str, Any]) -> None:
+    """The logged model's P(bad) column equals the artifact's, row by row."""
+    model = load_artifact(model_dir)
+    bad = list(model.pipeline.classes_).index("bad")
+    assert scored[:, bad] == pytest.approx(model.predict_proba_bad(input_example(card)))
+
+
+def test_logged_model_has_the_schema_signature_and_scores_like_the_artifact(
+        trained: dict[str, Any]) -> None:
+    info, scored, requirements = logged_model(tracking.tracking_uri(trained["config"]),
+                                              the_run(trained), trained["card"])
     assert info.signature.inputs.input_names() == feature_names()
     assert info.saved_input_example_info is not None
     assert f"scikit-learn=={sklearn.__version__}" in requirements
-    model = load_artifact(trained["output"])
-    bad = list(model.pipeline.classes_).index("bad")
-    assert np.asarray(scored)[:, bad] == pytest.approx(model.predict_proba_bad(example))
+    assert_scores_like_the_artifact(scored, trained["output"], trained["card"])
+
+
+def test_a_gradient_boosting_model_is_logged_with_the_types_skops_must_trust(
+        tmp_path: Path, empty_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """skops refuses the boosting's TreePredictor unless the logging names it as trusted:
+    a retrain that picked this family once failed to record its run."""
+    for name, value in {**SMALL_TRAINING, "TRAINING_MODEL_FAMILIES": "gradient_boosting",
+                        "TRAINING_TRACKING_DIR": str(fresh_store(empty_store,
+                                                                 tmp_path / "mlruns")),
+                        "REPORTS_DIR": str(tmp_path / "reports")}.items():
+        monkeypatch.setenv(name, value)
+    output = tmp_path / "model"
+    assert main(["train", "--data", str(DATA_FILE), "--output", str(output)]) == 0
+    card = read_card(output)
+    config = TrainingConfig.from_env()
+    run = MlflowClient(tracking.tracking_uri(config)).get_run(card["tracking"]["run_id"])
+    _, scored, _ = logged_model(tracking.tracking_uri(config), run, card)
+    assert_scores_like_the_artifact(scored, output, card)
 
 
 def test_gate_writes_its_decision_and_both_models_metrics_to_the_challengers_run(
