@@ -4,6 +4,8 @@
 #   build    deps + pytest + MLflow: validate the data, train (one MLflow run in an embedded
 #            store, /opt/reports/mlruns), apply the absolute floor, run the model tests.
 #            Invalid data or a model under the floor fails `docker build` right here.
+#   tracking build + the service's user: the compose stack's MLflow server, and the image
+#            `make gate-image` / `make retrain-image` run to record into it.
 #   runtime  the base image + the runtime venv + app/, training/, the data, the model and the
 #            build's reports (and plots). No compilers, no tests, no training-only
 #            packages (matplotlib), a non-root user.
@@ -84,6 +86,39 @@ info = {'model_version': new_version_name(card), 'git_commit': card['git_commit'
 text = json.dumps(info, indent=2) + '\\n'; \
 Path('/opt/build-info.json').write_text(text); \
 Path('/opt/reports/build-info.json').write_text(text)"
+
+# --- tracking: the stack's MLflow server, and the training containers that record into it ---
+# The build stage as it is (MLflow, the training code and data, the image's model in
+# /opt/model) plus the service's user, so that what `make gate-image` and `make retrain-image`
+# write into the shared registry volume belongs to the uid the app and the follower run as.
+# No layer of its own but that user: it costs no training and hardly any disk.
+FROM build AS tracking
+ARG APP_UID=10001
+RUN groupadd --gid ${APP_UID} credit \
+    && useradd --uid ${APP_UID} --gid credit --home-dir /var/lib/mlflow --no-create-home \
+        --shell /usr/sbin/nologin credit \
+    && mkdir -p /var/lib/mlflow /var/lib/credit/registry /var/lib/credit/reports \
+        /var/lib/credit/training/incoming \
+    && chown -R credit:credit /var/lib/mlflow /var/lib/credit
+# MLflow 3's server also starts a job runner (seven huey consumers, about 230 MB each) for
+# its GenAI jobs; model tracking and the registry need none of it.
+ENV HOME=/var/lib/mlflow \
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+    MODEL_REGISTRY=/var/lib/credit/registry \
+    REPORTS_DIR=/var/lib/credit/reports \
+    TRAINING_TRACKING_DIR=/var/lib/mlflow/embedded
+USER credit
+EXPOSE 5000
+# One worker: a team's tracking server, not a serving path. Artifacts are served by the
+# server (mlflow-artifacts: URIs), so the follower needs only its REST API. --allowed-hosts:
+# MLflow refuses Host headers other than localhost and IP addresses (DNS-rebinding guard);
+# the stack reaches it by its service name.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-c", \
+    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]
+CMD ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "1", \
+     "--backend-store-uri", "sqlite:////var/lib/mlflow/mlflow.db", \
+     "--artifacts-destination", "/var/lib/mlflow/artifacts", \
+     "--allowed-hosts", "mlflow:5000,localhost:*,127.0.0.1:*"]
 
 # --- runtime -------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

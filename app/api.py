@@ -23,7 +23,7 @@ from app.request_id import new_request_id
 from app.scoring import current_model, score_rows
 from app.service import service
 from app.validation import ValidationFailed, validate_feedback, validate_request
-from training.alias_follower import registry_status
+from training.follower_status import registry_status
 
 logger = logging.getLogger(__name__)
 

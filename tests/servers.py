@@ -404,8 +404,10 @@ def running_mlflow_server(store_dir: Path, timeout: float = 120.0) -> Iterator[S
             [mlflow_executable(), "server", "--host", "127.0.0.1", "--port", str(port),
              "--workers", "1", "--backend-store-uri", f"sqlite:///{store_dir}/mlflow.db",
              "--artifacts-destination", str(store_dir / "artifacts")],
-            cwd=store_dir, env={k: v for k, v in os.environ.items()
-                                if not k.startswith("MLFLOW_")},
+            # No job runner: seven huey consumers (GenAI jobs) the registry does not use.
+            cwd=store_dir, env={**{k: v for k, v in os.environ.items()
+                                   if not k.startswith("MLFLOW_")},
+                                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     server = Server("mlflow", f"http://127.0.0.1:{port}", process, {"log": log_path})

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from training.artifact import CARD_FILE, MODEL_FILE, ModelIntegrityError, atomic_write
+from training.follower_status import STATUS_FILE
 from training.registry import Registry
 from training.tracking import PRODUCTION_ALIAS, REGISTERED_MODEL, VERSION_TAG, shown_uri
 
@@ -34,20 +35,6 @@ logger = logging.getLogger(__name__)
 ALIAS_ENDPOINT = "/api/2.0/mlflow/registered-models/alias"
 ARTIFACTS_ENDPOINT = "/api/2.0/mlflow-artifacts/artifacts/"
 SERVED_ARTIFACTS_SCHEME = "mlflow-artifacts"
-STATUS_FILE = ".follower.json"  # in the folder: the last check's outcome
-
-
-def registry_status(registry_dir: Path) -> dict[str, Any]:
-    """Where the folder's versions come from, for /api/v1/model: the local folder alone,
-    or a followed server, whether the last check brought the folder in step, and when."""
-    fields = ("server", "in_step", "checked_at", "error")
-    try:
-        status = json.loads((Path(registry_dir) / STATUS_FILE).read_text())
-    except (OSError, ValueError):  # no follower, or a torn file
-        status = None
-    if not isinstance(status, dict):  # the folder alone is the source
-        return dict.fromkeys(fields)
-    return {name: status.get(name) for name in fields}
 
 
 class FollowError(Exception):

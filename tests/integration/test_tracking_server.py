@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import DATA_FILE, ROOT
 from tests.servers import Server, running_mlflow_server, stop_server
-from training.alias_follower import registry_status
+from training.follower_status import registry_status
 from training.registry import Registry
 from training.report_names import MLFLOW_RUN_FILE
 
