@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -57,14 +58,24 @@ def trained(tmp_path_factory: pytest.TempPathFactory, empty_store: Path
                             "MODEL_REGISTRY": str(base / "registry")}.items():
             patch.setenv(name, value)
         output = base / "model"
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip() or "unknown"
+        commit = checkout_commit()
         train_status = main(["train", "--data", str(DATA_FILE), "--output", str(output)])
         gate_status = main(["gate", "--candidate", str(output), "--data", str(DATA_FILE)])
         config = TrainingConfig.from_env()
         yield {"output": output, "config": config, "card": read_card(output), "commit": commit,
                "train_status": train_status, "gate_status": gate_status,
                "client": MlflowClient(tracking.tracking_uri(config))}
+
+
+def checkout_commit() -> str:
+    """The commit the training will see, read apart from it: GIT_COMMIT as Jenkins sets it,
+    else git's answer, else "unknown" (a copy without git or .git, as on a bare machine)."""
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
+    if shutil.which("git") is None:
+        return "unknown"
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip() or "unknown"
 
 
 def the_run(trained: dict[str, Any]) -> Run:
