@@ -1,8 +1,11 @@
 # The credit-risk service image. The model is trained while the image builds:
 #
 #   deps     the pinned runtime dependencies in a venv (the runtime stage copies it as is)
-#   build    deps + pytest: validate the data, train, apply the absolute floor, run the model
-#            tests. Invalid data or a model under the floor fails `docker build` right here.
+#   build    deps + pytest + MLflow: validate the data, train (one MLflow run in an embedded
+#            store, /opt/reports/mlruns), apply the absolute floor, run the model tests.
+#            Invalid data or a model under the floor fails `docker build` right here.
+#   tracking build + the service's user: the compose stack's MLflow server, and the image
+#            `make gate-image` / `make retrain-image` run to record into it.
 #   runtime  the base image + the runtime venv + app/, training/, the data, the model and the
 #            build's reports (and plots). No compilers, no tests, no training-only
 #            packages (matplotlib), a non-root user.
@@ -40,17 +43,24 @@ RUN pip install --no-deps --only-binary=:all: -r /tmp/requirements.txt \
 FROM deps AS build
 WORKDIR /src
 # pytest at the version requirements-dev.txt pins (used as constraints: nothing else from the
-# dev set is installed, and the versions are written once), and the training-only set
-# (plots): this stage only, the runtime stage copies the deps stage's venv.
+# dev set is installed, and the versions are written once), and the training-only set (MLflow,
+# matplotlib for the plots),
+# fully pinned and so installed with --no-deps. `pip check` may report one thing only: MLflow's
+# gunicorn<27, which the service's gunicorn pin overrules (requirements-training.txt says why).
 COPY requirements.txt requirements-dev.txt requirements-training.txt /tmp/
 RUN python -m ensurepip --default-pip >/dev/null \
     && python -m pip install --only-binary=:all: --constraint /tmp/requirements-dev.txt pytest \
     && python -m pip install --no-deps --only-binary=:all: -r /tmp/requirements-training.txt \
-    && python -m pip check
+    && ! python -m pip check | grep -v -e '^mlflow [0-9.]* has requirement gunicorn<27;' \
+        -e '^No broken requirements found.$'
 COPY setup.cfg ./
 COPY training/ training/
 COPY data/credit.csv data/credit.csv
-ENV REPORTS_DIR=/opt/reports
+# The training run is recorded in an embedded MLflow store among the reports (a build reaches
+# no server): the runtime image keeps it in /opt/reports/mlruns, `make reports-from-image`
+# copies it to reports/mlruns.
+ENV REPORTS_DIR=/opt/reports \
+    TRAINING_TRACKING_DIR=/opt/reports/mlruns
 # Fails the build naming every failed check (columns, types, ranges, duplicates, ...).
 RUN python -m training validate --data data/credit.csv
 # The card records the commit it was built from (training.train.git_commit reads GIT_COMMIT).
@@ -77,6 +87,39 @@ text = json.dumps(info, indent=2) + '\\n'; \
 Path('/opt/build-info.json').write_text(text); \
 Path('/opt/reports/build-info.json').write_text(text)"
 
+# --- tracking: the stack's MLflow server, and the training containers that record into it ---
+# The build stage as it is (MLflow, the training code and data, the image's model in
+# /opt/model) plus the service's user, so that what `make gate-image` and `make retrain-image`
+# write into the shared registry volume belongs to the uid the app and the follower run as.
+# No layer of its own but that user: it costs no training and hardly any disk.
+FROM build AS tracking
+ARG APP_UID=10001
+RUN groupadd --gid ${APP_UID} credit \
+    && useradd --uid ${APP_UID} --gid credit --home-dir /var/lib/mlflow --no-create-home \
+        --shell /usr/sbin/nologin credit \
+    && mkdir -p /var/lib/mlflow /var/lib/credit/registry /var/lib/credit/reports \
+        /var/lib/credit/training/incoming \
+    && chown -R credit:credit /var/lib/mlflow /var/lib/credit
+# MLflow 3's server also starts a job runner (seven huey consumers, about 230 MB each) for
+# its GenAI jobs; model tracking and the registry need none of it.
+ENV HOME=/var/lib/mlflow \
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+    MODEL_REGISTRY=/var/lib/credit/registry \
+    REPORTS_DIR=/var/lib/credit/reports \
+    TRAINING_TRACKING_DIR=/var/lib/mlflow/embedded
+USER credit
+EXPOSE 5000
+# One worker: a team's tracking server, not a serving path. Artifacts are served by the
+# server (mlflow-artifacts: URIs), so the follower needs only its REST API. --allowed-hosts:
+# MLflow refuses Host headers other than localhost and IP addresses (DNS-rebinding guard);
+# the stack reaches it by its service name.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["python", "-c", \
+    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/health', timeout=4)"]
+CMD ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000", "--workers", "1", \
+     "--backend-store-uri", "sqlite:////var/lib/mlflow/mlflow.db", \
+     "--artifacts-destination", "/var/lib/mlflow/artifacts", \
+     "--allowed-hosts", "mlflow:5000,localhost:*,127.0.0.1:*"]
+
 # --- runtime -------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 ARG APP_UID=10001
@@ -100,6 +143,8 @@ COPY --from=build /opt/build-info.json /opt/build-info.json
 # Named volumes mount over /var/lib/credit/{registry,log}; a new volume takes the
 # directory's owner from the image, so the non-root user can write to it. Gunicorn's start
 # hook registers and promotes /opt/model when the registry has no production model yet.
+# MLflow is a training dependency the runtime does not install, so the training commands run
+# here (`make gate-image`, `make retrain-image`) record no tracking run: TRAINING_TRACKING=off.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -108,6 +153,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PREDICTION_LOG=/var/lib/credit/log/predictions.jsonl \
     FEEDBACK_LOG=/var/lib/credit/log/feedback.jsonl \
     REPORTS_DIR=/var/lib/credit/reports \
+    TRAINING_TRACKING=off \
     GUNICORN_BIND=0.0.0.0:8000
 USER credit
 EXPOSE 8000

@@ -11,6 +11,12 @@ REPORTS := reports
 DATA ?= data/credit.csv
 MODEL_DIR ?= build/model
 export MODEL_REGISTRY ?= $(abspath registry)
+# The embedded MLflow store (SQLite database + artifact folder) used while MLFLOW_TRACKING_URI
+# is unset; `make mlflow-ui` shows it (training/tracking.py).
+export TRAINING_TRACKING_DIR ?= $(abspath mlruns)
+# MLflow 3 reports usage to its authors unless told not to; a CI job phones nobody.
+export MLFLOW_DISABLE_TELEMETRY ?= true
+MLFLOW_UI_PORT ?= 5000
 export REPORTS_DIR := $(abspath $(REPORTS))
 
 # Test kinds, one line each: folder tests/<kind>/, JUnit file reports/junit-<kind>.xml, and
@@ -27,6 +33,7 @@ TEST_KINDS := $(shell sed -n 's/^test-\([a-z]*\):.*## .*/\1/p' $(firstword $(MAK
 PYTEST = $(PY) -m pytest
 
 .PHONY: help system setup lint test coverage-report train evaluate gate validate rollback clean \
+	mlflow-ui \
 	$(addprefix test-,$(TEST_KINDS))
 
 help: ## show this list of targets
@@ -44,14 +51,17 @@ SYSTEM_FOR ?= test
 system: ## install and start what SYSTEM_FOR (test, pipeline, setup, lint-jenkinsfile) needs; root + apt
 	@$(PYTHON_BASE) -m pipeline system $(SYSTEM_FOR)
 
+# requirements-training.txt (MLflow, matplotlib) pins everything it needs and goes in with --no-deps: see
+# its header for the one requirement of MLflow's that the service's pins overrule.
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-training.txt
 	@$(MAKE) --no-print-directory system SYSTEM_FOR=setup
 	$(PYTHON_BASE) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps \
 		-r requirements-training.txt
 	touch $@
 
-setup: $(VENV)/.installed ## create .venv with the pinned runtime, dev and training dependencies
+setup: $(VENV)/.installed ## create .venv with the pinned runtime, training (MLflow, plots) and dev dependencies
 
 $(REPORTS):
 	mkdir -p $@
@@ -113,8 +123,17 @@ gate: setup ## champion/challenger gate for build/model (MODEL_DIR) against the 
 rollback: setup ## point production back at the previous model version
 	$(PY) -m training rollback
 
-clean: ## remove reports, local registry, build output and caches (keeps .venv)
-	rm -rf $(REPORTS) registry build dist *.egg-info .pytest_cache run
+# The UI over the embedded store that `make train` records into (a server of your own: open
+# its URL instead). Loopback only; MLFLOW_UI_PORT picks the port. No job runner (MLflow 3
+# starts seven worker processes for GenAI jobs that tracking and the registry never use).
+mlflow-ui: setup ## MLflow UI over the embedded tracking store (mlruns/) on 127.0.0.1:MLFLOW_UI_PORT (5000)
+	@mkdir -p $(TRAINING_TRACKING_DIR)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(abspath $(VENV))/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_UI_PORT) \
+		--backend-store-uri sqlite:///$(TRAINING_TRACKING_DIR)/mlflow.db \
+		--default-artifact-root file://$(TRAINING_TRACKING_DIR)/artifacts
+
+clean: ## remove reports, local registry, tracking store (mlruns/), build output and caches (keeps .venv)
+	rm -rf $(REPORTS) registry mlruns build dist *.egg-info .pytest_cache run
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
 # --- service (issue 3) --------------------------------------------------------------------
@@ -241,13 +260,17 @@ COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compos
 endif
 export APP_IMAGE ?= credit-risk-app
 export PROXY_IMAGE ?= credit-risk-nginx
+export TRACKING_IMAGE ?= credit-risk-mlflow
 export IMAGE_TAG ?= latest
 export PUBLIC_PORT ?= 8005
+export MLFLOW_PORT ?= 5000
 export COMPOSE_PROJECT_NAME ?= credit-risk
 ifndef GIT_COMMIT
 GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 endif
 APP_REF = $(APP_IMAGE):$(IMAGE_TAG)
+# The Dockerfile's tracking stage: the stack's MLflow server and the training containers.
+TRACKING_REF = $(TRACKING_IMAGE):$(IMAGE_TAG)
 # The registry volume the stack mounts (docker-compose.yml names it <project>_registry).
 REGISTRY_VOLUME = $(COMPOSE_PROJECT_NAME)_registry
 # --network host: the build reaches the package index the way the host does (proxies, CAs).
@@ -282,7 +305,7 @@ SMOKE_EXPECTED_DOCKER = $(if $(SMOKE_RETRAINED),docker run --rm --network none \
 	cat /var/lib/credit/registry/production,\
 	docker image inspect --format '{{index .Config.Labels "$(MODEL_LABEL)"}}' $(APP_REF))
 
-.PHONY: image up down smoke logs reports-from-image gate-image retrain-image
+.PHONY: image up tracking-up down smoke logs reports-from-image gate-image retrain-image
 
 # Two builds, because a label cannot come from a file: the model is trained in the `build`
 # stage, its registry version is read from that stage's image, and the final build puts it in
@@ -295,11 +318,14 @@ image: ## build the app image (validate, train, floor gate, model tests inside) 
 	set -e; iid=$$(mktemp); trap 'rm -f "$$iid"' EXIT; \
 	$(DOCKER_BUILD) $(DOCKER_BUILD_ARGS) $(APP_BASE_ARG) --build-arg GIT_COMMIT=$(GIT_COMMIT) \
 		--target build --iidfile "$$iid" -t $(APP_REF)-build $(BUILD_CONTEXT); \
+	$(DOCKER_BUILD) $(APP_BASE_ARG) --build-arg GIT_COMMIT=$(GIT_COMMIT) --target tracking \
+		--cache-from "$$(cat "$$iid")" -t $(TRACKING_REF) $(BUILD_CONTEXT); \
 	version=$$(docker run --rm --network none "$$(cat "$$iid")" python -c \
 		"import json; print(json.load(open('/opt/build-info.json'))['model_version'])"); \
 	$(DOCKER_BUILD) $(APP_BASE_ARG) --build-arg GIT_COMMIT=$(GIT_COMMIT) \
 		--build-arg VERSION=$(PROJECT_VERSION) --build-arg MODEL_VERSION=$$version \
-		--cache-from "$$(cat "$$iid")" --cache-from $(APP_REF) -t $(APP_REF) $(BUILD_CONTEXT)
+		--cache-from "$$(cat "$$iid")" --cache-from $(TRACKING_REF) --cache-from $(APP_REF) \
+		-t $(APP_REF) $(BUILD_CONTEXT)
 	$(DOCKER_BUILD) $(DOCKER_BUILD_ARGS) $(PROXY_BASE_ARG) -f $(BUILD_CONTEXT)/nginx/Dockerfile \
 		-t $(PROXY_IMAGE):$(IMAGE_TAG) $(BUILD_CONTEXT)
 	@docker image inspect --format "{{.Size}} {{index .Config.Labels \"$(MODEL_LABEL)\"}}" \
@@ -313,27 +339,42 @@ image: ## build the app image (validate, train, floor gate, model tests inside) 
 # as an orphan.
 # Asked of compose once per make run, and only by the targets that use it.
 STACK_SERVICES = $(eval STACK_SERVICES := $$(shell $(COMPOSE) config --services))$(STACK_SERVICES)
-up: ## start the stack (NGINX on PUBLIC_PORT, 8005) and wait until both services are healthy
-	@docker image inspect $(APP_REF) $(PROXY_IMAGE):$(IMAGE_TAG) >/dev/null \
-		|| { echo "images missing: run 'make image' first" >&2; exit 1; }
-	$(COMPOSE) up -d --no-build $(STACK_SERVICES) \
-		|| { $(COMPOSE) logs --no-color --tail=50 $(STACK_SERVICES) >&2; exit 1; }
+# Start the compose services $(1) without building, and wait (UP_TIMEOUT) until each is
+# healthy; a service that turns unhealthy or exits, or the deadline, stops make with the
+# services' states and last log lines.
+define START_HEALTHY
+	$(COMPOSE) up -d --no-build $(1) \
+		|| { $(COMPOSE) logs --no-color --tail=50 $(1) >&2; exit 1; }
 	@deadline=$$(( $$(date +%s) + $(UP_TIMEOUT) )); last=""; \
 	while :; do \
 		states=$$(docker inspect --format \
 			'{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' \
-			$$($(COMPOSE) ps -q $(STACK_SERVICES))); \
+			$$($(COMPOSE) ps -q $(1))); \
 		if ! echo "$$states" | grep -qv ' healthy$$'; then break; fi; \
 		[ "$$states" = "$$last" ] || echo "waiting:" $$states; last=$$states; \
 		if [ $$(date +%s) -ge $$deadline ] || echo "$$states" | grep -q ' unhealthy$$\| exited$$'; \
 		then \
-			echo "stack not healthy within $(UP_TIMEOUT)s:" >&2; echo "$$states" >&2; \
-			$(COMPOSE) logs --no-color --tail=50 $(STACK_SERVICES) >&2; exit 1; \
+			echo "not healthy within $(UP_TIMEOUT)s:" >&2; echo "$$states" >&2; \
+			$(COMPOSE) logs --no-color --tail=50 $(1) >&2; exit 1; \
 		fi; \
 		sleep 2; \
 	done; \
-	$(COMPOSE) exec -T nginx nginx -s reload || exit 1; \
-	echo "stack healthy, public URL http://127.0.0.1:$(PUBLIC_PORT)/:"; echo "$$states"
+	echo "healthy:"; echo "$$states"
+endef
+
+up: ## start the stack (NGINX on PUBLIC_PORT 8005, MLflow on 127.0.0.1:MLFLOW_PORT 5000) and wait until every service is healthy
+	@docker image inspect $(APP_REF) $(PROXY_IMAGE):$(IMAGE_TAG) $(TRACKING_REF) >/dev/null \
+		|| { echo "images missing: run 'make image' first" >&2; exit 1; }
+	$(call START_HEALTHY,$(STACK_SERVICES))
+	$(COMPOSE) exec -T nginx nginx -s reload
+	@echo "stack up, public URL http://127.0.0.1:$(PUBLIC_PORT)/"
+
+# The registry of record alone, for the training containers: started (and kept running) by
+# gate-image and retrain-image when the stack is not up yet.
+tracking-up: ## start the stack's MLflow server (127.0.0.1:MLFLOW_PORT, 5000) and wait until it is healthy
+	@docker image inspect $(TRACKING_REF) >/dev/null \
+		|| { echo "image missing: run 'make image' first" >&2; exit 1; }
+	$(call START_HEALTHY,mlflow)
 
 down: ## stop and remove the stack's containers and network (the registry and log volumes are kept)
 	$(COMPOSE) down
@@ -349,7 +390,7 @@ else
 	$(SMOKE_IN_CONTAINER) --url $(SMOKE_URL) --expected-version "$$expected" < pipeline/smoke.py
 endif
 
-logs: ## the stack's last LOG_LINES (200) log lines; SERVICE=app|nginx for one service
+logs: ## the stack's last LOG_LINES (200) log lines; SERVICE=app|nginx|mlflow|follower for one
 	$(COMPOSE) logs --no-color --tail=$(LOG_LINES) $(SERVICE)
 
 # docker cp, not a bind mount: the files then belong to whoever runs make (the Jenkins
@@ -366,25 +407,34 @@ reports-from-image: | $(REPORTS) ## copy the build's reports (model tests, floor
 		$(REPORTS)/floor-gate.json $(REPORTS)/model-card.json $(REPORTS)/build-info.json \
 		$(REPORTS)/validation.json $(REPORTS)/image.json $(REPORTS)/plots/roc-curve.png
 
-# Champion/challenger for the image's model, against the production registry of the stack
-# (its named volume, created with compose's labels when the stack never ran). The recipe
-# exits with the gate's status (0 promoted, 3 under the floor, 4 champion kept; make itself
-# then exits 2, so callers read the decision from reports/gate.json). Reports are copied out
-# as in reports-from-image: reports/gate.json and reports/junit-gate.xml.
-gate-image: | $(REPORTS) ## champion/challenger gate of the image's model against the stack's registry
+# The training containers: the tracking image (the build stage: MLflow, the training code and
+# data, the image's model) on the stack's network, recording runs into the stack's MLflow
+# server and moving its production alias; the registry volume is the alias's verified cache,
+# so the app follows a promotion at once (and the follower keeps it in step afterwards).
+STACK_NETWORK = $(COMPOSE_PROJECT_NAME)_default
+TRAINING_CONTAINER = --network $(STACK_NETWORK) -e MLFLOW_TRACKING_URI=http://mlflow:5000 \
+	-e TRAINING_TRACKING=on -e MLFLOW_DISABLE_TELEMETRY=true \
+	-v $(REGISTRY_VOLUME):/var/lib/credit/registry
+
+# Champion/challenger for the image's model, against the stack's registry of record (its
+# MLflow server, started first; the registry volume is created with compose's labels when
+# the stack never ran). The recipe exits with the gate's status (0 promoted, 3 under the
+# floor, 4 champion kept; make itself then exits 2, so callers read the decision from
+# reports/gate.json). Reports are copied out as in reports-from-image: reports/gate.json and
+# reports/junit-gate.xml.
+gate-image: tracking-up | $(REPORTS) ## champion/challenger gate of the image's model in the stack's MLflow registry
 	@docker volume inspect $(REGISTRY_VOLUME) >/dev/null 2>&1 \
 		|| docker volume create --label com.docker.compose.project=$(COMPOSE_PROJECT_NAME) \
 			--label com.docker.compose.volume=registry $(REGISTRY_VOLUME) >/dev/null
 	@name=$(COMPOSE_PROJECT_NAME)-gate-$$$$; \
-	docker run --name $$name --network none \
-		-v $(REGISTRY_VOLUME):/var/lib/credit/registry $(APP_REF) \
+	docker run --name $$name $(TRAINING_CONTAINER) $(TRACKING_REF) \
 		python -m training gate --candidate /opt/model; status=$$?; \
 	docker cp $$name:/var/lib/credit/reports/. $(REPORTS)/ || status=1; \
 	docker rm $$name >/dev/null; exit $$status
 
-# Continuous training in Docker mode (RETRAIN=true): `python -m training retrain` from the
-# image, against the stack's registry volume, so the running service follows a promotion
-# without a restart. The stack's training-data volume keeps incoming, processed and
+# Continuous training in Docker mode (RETRAIN=true): `python -m training retrain` in a
+# training container as gate-image's, so the run is recorded and a promotion moves the alias
+# of the stack's MLflow registry, which the running service follows without a restart. The stack's training-data volume keeps incoming, processed and
 # quarantined batches and the snapshots between builds; the batches waiting in the
 # workspace's data/incoming/ are copied in (docker cp: the workspace may be inside a Jenkins
 # container, where a bind mount would name the wrong path) and removed from the workspace
@@ -392,7 +442,7 @@ gate-image: | $(REPORTS) ## champion/challenger gate of the image's model agains
 TRAINING_VOLUME = $(COMPOSE_PROJECT_NAME)_training-data
 TRAINING_STATE = /var/lib/credit/training
 INCOMING ?= data/incoming
-retrain-image: | $(REPORTS) ## RETRAIN in Docker mode: take in data/incoming (INCOMING), retrain and gate in the image
+retrain-image: tracking-up | $(REPORTS) ## RETRAIN in Docker mode: take in data/incoming (INCOMING), retrain and gate in the image
 	@for volume in registry training-data; do \
 		docker volume inspect $(COMPOSE_PROJECT_NAME)_$$volume >/dev/null 2>&1 \
 		|| docker volume create --label com.docker.compose.project=$(COMPOSE_PROJECT_NAME) \
@@ -400,13 +450,13 @@ retrain-image: | $(REPORTS) ## RETRAIN in Docker mode: take in data/incoming (IN
 			>/dev/null || exit 1; \
 	done
 	@name=$(COMPOSE_PROJECT_NAME)-retrain-$$$$; \
-	docker create --name $$name --network none \
-		-v $(REGISTRY_VOLUME):/var/lib/credit/registry -v $(TRAINING_VOLUME):$(TRAINING_STATE) \
+	docker create --name $$name $(TRAINING_CONTAINER) -v $(TRAINING_VOLUME):$(TRAINING_STATE) \
 		-e TRAINING_INCOMING_DIR=$(TRAINING_STATE)/incoming \
 		-e TRAINING_PROCESSED_DIR=$(TRAINING_STATE)/processed \
 		-e TRAINING_QUARANTINE_DIR=$(TRAINING_STATE)/quarantine \
 		-e TRAINING_SNAPSHOT_DIR=$(TRAINING_STATE)/snapshots \
-		$(APP_REF) python -m training retrain --output /tmp/challenger >/dev/null || exit 1; \
+		$(TRACKING_REF) python -m training retrain --output /tmp/challenger >/dev/null \
+		|| exit 1; \
 	status=0; for batch in $(INCOMING)/*.csv; do \
 		[ -e "$$batch" ] || continue; \
 		docker cp "$$batch" $$name:$(TRAINING_STATE)/incoming/ && rm "$$batch" \

@@ -8,6 +8,7 @@ process, so it is a 422 naming `instances`; 413 is kept for bodies over the rout
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -22,6 +23,7 @@ from app.request_id import new_request_id
 from app.scoring import current_model, score_rows
 from app.service import service
 from app.validation import ValidationFailed, validate_feedback, validate_request
+from training.follower_status import registry_status
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +80,11 @@ def predict() -> Any:
 
 @bp.get("/api/v1/model")
 def model_card() -> Any:
-    """What clients need of the serving model's card (no paths, config or profile)."""
-    return jsonify(public_card(current_model().card))
+    """What clients need of the serving model's card (no paths, config or profile), and
+    where the service's versions come from (a followed MLflow server, and whether the last
+    check reached it)."""
+    registry = registry_status(Path(service().settings["MODEL_REGISTRY"]))
+    return jsonify({**public_card(current_model().card), "registry": registry})
 
 
 @bp.post("/api/v1/feedback")

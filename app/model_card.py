@@ -3,7 +3,8 @@
 The full card (model.json) records paths, the training configuration and the reference
 profile for the registry and the monitor; clients get the version, what the model decides
 with, and how well it did. CARD_SCHEMA is the one list of what is published: the endpoint
-filters by it and the OpenAPI document describes it.
+filters by it and the OpenAPI document describes it. Its `registry` entry is the one field
+not taken from the card: the endpoint adds it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 _STRING = {"type": "string"}
 _COUNT = {"type": "integer", "minimum": 0}
+_NULLABLE_STRING = {"type": "string", "nullable": True}
 _METRICS = {"type": "object", "additionalProperties": True,
             "description": "Holdout metrics (ROC AUC, F1, recall and precision on the positive "
                            "label, Brier score, ...)."}
@@ -38,6 +40,19 @@ CARD_SCHEMA: dict[str, Any] = {
                  "description": "The training data: its hash and row counts.",
                  "properties": {"sha256": _STRING, "rows": _COUNT, "train_rows": _COUNT,
                                 "holdout_rows": _COUNT}},
+        "registry": {
+            "type": "object", "additionalProperties": False,
+            "required": ["server", "in_step", "checked_at", "error"],
+            "description": "Not from the card: where the service's versions come from. "
+                           "`server` is the MLflow server whose production alias the "
+                           "service follows (null: the local folder alone); `in_step` "
+                           "says whether its last check reached the server and brought the "
+                           "folder to the alias (false: the server is unreachable or its "
+                           "version was refused, and the service keeps serving this "
+                           "version).",
+            "properties": {"server": _NULLABLE_STRING, "in_step": {"type": "boolean",
+                                                                   "nullable": True},
+                           "checked_at": _NULLABLE_STRING, "error": _NULLABLE_STRING}},
     },
 }
 

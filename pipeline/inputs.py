@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.plot_names import PLOT_FILES, PLOTS_DIR
+from training.report_names import MLFLOW_RUN_FILE, PLOT_FILES, PLOTS_DIR
 
 # The Jenkins variables the summary shows (the build link, the job, the commit).
 BUILD_VARIABLES = ("BUILD_URL", "JOB_NAME", "BUILD_NUMBER", "GIT_COMMIT", "BRANCH_NAME",
                    "GIT_BRANCH")
 FLAKE8_LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): (?P<code>[A-Z]+\d+) ")
 MAX_FAILED_CASES = 10
-MLFLOW_RUN_FILE = "mlflow-run.json"
 
 # What each input means when it is absent: the summary lists these for a partial run.
 MISSING_MEANS = {

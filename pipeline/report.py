@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pipeline.inputs import Inputs, TestCounts, collect
-from training.plot_names import PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
+from training.report_names import PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
 
 if TYPE_CHECKING:
     import jinja2

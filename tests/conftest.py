@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from training.artifact import LoadedModel, load_artifact
 from training.config import TrainingConfig
 from training.registry import Registry
+from training.tracking import DATABASE_FILE
 from training.train import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,11 +26,66 @@ def data_file() -> Path:
 
 
 @pytest.fixture(scope="session")
-def training_config(tmp_path_factory: pytest.TempPathFactory) -> TrainingConfig:
-    """The default training config, with registry and reports in a temp dir."""
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An embedded MLflow store holding its schema and nothing else, made once: a test copies
+    it (milliseconds) instead of creating its own (seconds of schema migrations)."""
+    from mlflow.tracking import MlflowClient  # installed for training (requirements-training)
+
+    directory = tmp_path_factory.mktemp("empty-mlruns")
+    MlflowClient(f"sqlite:///{directory / DATABASE_FILE}").search_experiments()
+    return directory
+
+
+def fresh_store(empty_store: Path, directory: Path) -> Path:
+    """A store of its own at `directory`, copied from the empty one."""
+    shutil.copytree(empty_store, directory)
+    return directory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_store(tmp_path_factory: pytest.TempPathFactory, empty_store: Path
+                  ) -> Iterator[Path]:
+    """The embedded store of session- and module-scoped fixtures (TRAINING_TRACKING_DIR, for
+    the CLI in subprocesses too): never the repository's mlruns/, nor a server that the
+    developer's MLFLOW_TRACKING_URI names."""
+    directory = fresh_store(empty_store, tmp_path_factory.mktemp("mlruns") / "store")
+    names = ("TRAINING_TRACKING_DIR", "MLFLOW_TRACKING_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["TRAINING_TRACKING_DIR"] = str(directory)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    repository_store = ROOT / "mlruns"
+    existed = repository_store.exists()
+    yield directory
+    # A CLI run with a hand-built environment falls back to mlruns/ and shares its registry
+    # with every later run: name the leak instead of letting tests depend on it.
+    assert existed or not repository_store.exists(), (
+        f"a test wrote to {repository_store}: pass TRAINING_TRACKING_DIR to its subprocess")
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(autouse=True)
+def tracking_dir(empty_store: Path, session_store: Path,
+                 tmp_path_factory: pytest.TempPathFactory,
+                 monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's own embedded store: the registry of record lives there (the production
+    alias), so one test's promotions are never another's champion."""
+    directory = fresh_store(empty_store, tmp_path_factory.mktemp("mlruns") / "store")
+    monkeypatch.setenv("TRAINING_TRACKING_DIR", str(directory))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def training_config(tmp_path_factory: pytest.TempPathFactory,
+                    empty_store: Path) -> TrainingConfig:
+    """The default training config, with registry, reports and tracking in temp dirs."""
     base = tmp_path_factory.mktemp("training")
     return TrainingConfig(data_path=DATA_FILE, registry_dir=base / "registry",
-                          reports_dir=base / "reports")
+                          reports_dir=base / "reports",
+                          tracking_dir=fresh_store(empty_store, base / "mlruns"))
 
 
 @pytest.fixture(scope="session")

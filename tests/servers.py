@@ -33,7 +33,8 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from pipeline import bench
-from tests.helpers import free_port, require_executable, wait_for_http
+from tests.helpers import (free_port, require_component, require_executable, wait_for_http,
+                           wait_until)
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_DIR = ROOT / "nginx"
@@ -379,3 +380,55 @@ class BackgroundLoad:
     def _record(self, outcome: Outcome) -> None:
         with self._lock:
             self._outcomes.append(outcome)
+
+
+# --- MLflow tracking server ------------------------------------------------------------
+def mlflow_executable() -> str:
+    """The `mlflow` command of this venv (requirements-training.txt installs it)."""
+    path = Path(sys.executable).with_name("mlflow")
+    require_component(path.is_file(), f"needs MLflow: {path} is missing; `make setup` "
+                                      "installs requirements-training.txt")
+    return str(path)
+
+
+@contextmanager
+def running_mlflow_server(store_dir: Path, timeout: float = 120.0) -> Iterator[Server]:
+    """`mlflow server` on a free loopback port: SQLite backend store and served artifacts
+    in `store_dir`. Ready when /health answers OK (the database is migrated by then)."""
+    store_dir = Path(store_dir)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = store_dir / "mlflow-server.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [mlflow_executable(), "server", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1", "--backend-store-uri", f"sqlite:///{store_dir}/mlflow.db",
+             "--artifacts-destination", str(store_dir / "artifacts")],
+            # No job runner: seven huey consumers (GenAI jobs) the registry does not use.
+            cwd=store_dir, env={**{k: v for k, v in os.environ.items()
+                                   if not k.startswith("MLFLOW_")},
+                                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    server = Server("mlflow", f"http://127.0.0.1:{port}", process, {"log": log_path})
+    with _supervised(server, signal.SIGTERM):
+        _wait_listening(server, port, timeout)
+        wait_until(lambda: _answers_ok(server, "/health"), timeout,
+                   f"MLflow server on port {port} answering OK on /health")
+        yield server
+
+
+def stop_server(server: Server) -> None:
+    """Stop a server now, inside its block (the block's own stop is then a no-op)."""
+    _stop(server.process)
+
+
+def _answers_ok(server: Server, path: str) -> bool:
+    """Whether `path` answers 200; fails the test at once if the server exited."""
+    if server.process.poll() is not None:
+        pytest.fail(f"{server.name} exited with {server.process.returncode}\n"
+                    f"{server.log_tails()}")
+    try:
+        return requests.get(server.url + path, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False

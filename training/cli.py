@@ -12,11 +12,14 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from training import gate, monitor, plots, workflows
+from training import gate, monitor, plots, tracking, workflows
+from training.alias_follower import AliasFollower, FollowError
 from training.artifact import ModelIntegrityError, load_artifact
 from training.config import ConfigError, TrainingConfig
 from training.data import DataValidationError, load_dataset, load_split, read_csv, validate
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataValidationError as error:
         logger.error("%s\n%s", error, error.report.to_text())
     except (FileNotFoundError, ValueError, ConfigError, RegistryError,
-            ModelIntegrityError) as error:
+            ModelIntegrityError, tracking.TrackingError, FollowError) as error:
         logger.error("%s", error)
     return EXIT_ERROR
 
@@ -82,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = add("rollback", cmd_rollback, "point production back at the previous version")
     sub.add_argument("--reason", default="manual rollback")
     add("list", cmd_list, "list registered versions and the production pointer")
+    sub = add("follow", cmd_follow, "keep MODEL_REGISTRY on the production alias of the "
+                                    "MLflow server at MLFLOW_TRACKING_URI")
+    sub.add_argument("--interval", type=float, default=10.0, help="seconds between checks")
+    sub.add_argument("--once", action="store_true", help="check once and exit")
     add("pending", cmd_pending, "exit 0 only when unprocessed batches are waiting")
     sub = add("retrain", cmd_retrain, "intake new batches, train a challenger, gate it")
     sub.add_argument("--output", type=Path, default=Path("build/challenger"))
@@ -112,20 +119,24 @@ def cmd_validate(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 
 
 def cmd_train(arguments: argparse.Namespace, config: TrainingConfig) -> int:
-    """Train into an artifact directory, then apply the build-time floor."""
-    card = build_model(config.data_path, arguments.output, config)
-    _write_report(config, "model-card.json", card)
-    plots.publish(arguments.output, config.reports_dir)
-    result = gate.floor_only(workflows.summary(card, "candidate"), config)
-    gate.write_reports(result, config.reports_dir)
-    _log_decision(result)
+    """Train into an artifact directory, then apply the build-time floor; one tracked run."""
+    with tracking.training_run(config, "train") as run:
+        card = build_model(config.data_path, arguments.output, config,
+                           card_extras=run.card_fields())
+        _write_report(config, "model-card.json", card)
+        plots.publish(arguments.output, config.reports_dir)
+        result = gate.floor_only(workflows.summary(card, "candidate"), config)
+        gate.write_reports(result, config.reports_dir)
+        _log_decision(result)
+        run.record_training(card, arguments.output)
+        run.record_floor(result, config.reports_dir)
     return result.exit_status
 
 
 def cmd_evaluate(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Score a model (default: production) on the holdout and print the metrics."""
     model = (load_artifact(arguments.model) if arguments.model
-             else Registry(config.registry_dir).load_production())
+             else tracking.open_registry(config).load_production())
     metrics = workflows.score(model, load_split(config.data_path, config)[2], config)
     _write_report(config, "evaluation.json", {"version": model.version, "metrics": metrics})
     sys.stdout.write(json.dumps({"version": model.version, "metrics": metrics}, indent=2)
@@ -185,7 +196,7 @@ def cmd_monitor(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 
     Exit status: 0 nothing needed (or done), else that of the action: the retraining's
     (0, 3, 4), 5 when retraining is needed but no labelled batch waits, 1 on errors."""
-    registry = Registry(config.registry_dir)
+    registry = tracking.open_registry(config)
     production = registry.production_version()
     if production is None:
         raise RegistryError(f"{registry.root}: no production model has been promoted yet")
@@ -218,19 +229,37 @@ def cmd_monitor(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 
 def cmd_promote(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Promote a registered version by hand."""
-    Registry(config.registry_dir).promote(arguments.version, reason=arguments.reason)
+    tracking.open_registry(config).promote(arguments.version, reason=arguments.reason)
     return 0
 
 
 def cmd_rollback(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Move production back to the version that served before."""
-    Registry(config.registry_dir).rollback(reason=arguments.reason)
+    tracking.open_registry(config).rollback(reason=arguments.reason)
+    return 0
+
+
+def cmd_follow(arguments: argparse.Namespace, config: TrainingConfig) -> int:
+    """Follow the server's production alias into the local folder (once, or until SIGTERM)."""
+    server = os.environ.get(tracking.TRACKING_URI_VARIABLE, "").strip()
+    if not server:
+        raise FollowError(f"set {tracking.TRACKING_URI_VARIABLE} to the MLflow server to follow")
+    follower = AliasFollower(server, Registry(config.registry_dir))
+    if arguments.once:
+        version = follower.sync()
+        sys.stdout.write(f"{version or 'nothing promoted yet'}\n")
+        return 0
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    logger.info("following %s every %.0f s into %s", server, arguments.interval,
+                config.registry_dir)
+    follower.run(arguments.interval, stop)
     return 0
 
 
 def cmd_list(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Print one line per version: production marker, name, family, ROC AUC, gate."""
-    registry = Registry(config.registry_dir)
+    registry = tracking.open_registry(config)
     production = registry.production_version()
     lines = []
     for version in registry.versions():

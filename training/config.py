@@ -104,6 +104,13 @@ class TrainingConfig:
     # the window of predictions; outcomes arrive after their predictions, so it is wider.
     monitor_window_feedback: int = 10000
 
+    # Experiment tracking (training/tracking.py): "on" records every training run and gate
+    # decision in MLflow, at MLFLOW_TRACKING_URI when it is set, else in the embedded store
+    # under `tracking_dir` (SQLite database and artifact folder, no server). "off" records
+    # nothing; it must be asked for, because a model without its run loses its lineage.
+    tracking: str = "on"
+    tracking_dir: Path = Path("mlruns")
+
     # Fairness and quality reporting: age bands as right-open intervals [lo, hi).
     age_band_edges: tuple[int, ...] = (18, 26, 36, 51, 120)
 

@@ -1,7 +1,7 @@
 """Plots of the holdout evaluation: ROC curve, calibration, confusion matrix, recall per segment.
 
 `plot_data` computes every number a plot shows (pure, tested against scikit-learn and the
-evaluation); `write_plots` only draws them, under the names of training/plot_names.py.
+evaluation); `write_plots` only draws them, under the names of training/report_names.py.
 Drawing needs matplotlib, which the training environment installs
 (requirements-training.txt) and the runtime image does not: it is imported when plots are
 drawn, and a model built without it (a retrain run inside the runtime image) gets no plots
@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import auc, roc_curve
 
-from training.plot_names import PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
+from training.report_names import PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
 
 logger = logging.getLogger(__name__)
 

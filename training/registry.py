@@ -49,6 +49,20 @@ def new_version_name(card: dict[str, Any]) -> str:
     return f"{created:%Y%m%dT%H%M%SZ}-{card['artifact_sha256'][:8]}"
 
 
+def production_stack(history: list[dict[str, Any]]) -> list[str]:
+    """Replay a promotion history: a promotion pushes a version, a rollback pops one. A
+    promotion of the version already on top changes nothing (a rollback must not land on
+    the version it leaves)."""
+    stack: list[str] = []
+    for event in history:
+        if event["action"] == "promote":
+            if not stack or stack[-1] != event["version"]:
+                stack.append(event["version"])
+        elif event["action"] == "rollback" and stack:
+            stack.pop()
+    return stack
+
+
 class Registry:
     """Versions of the model under one directory, and which of them serves."""
 
@@ -182,7 +196,7 @@ class Registry:
             current = self.production_version()
             if current is None:
                 raise RegistryError("nothing to roll back: no production model yet")
-            stack = self._production_stack()
+            stack = production_stack(self.history())
             if len(stack) < 2 or stack[-1] != current:
                 raise RegistryError(
                     f"no earlier production version to roll back to from {current}")
@@ -192,6 +206,13 @@ class Registry:
         logger.info("rolled production back from %s to %s", current, target)
         return target
 
+    def follow(self, version: str) -> None:
+        """Point production at `version` as a cache of a registry of record kept elsewhere
+        (training/mlflow_registry.py): the pointer moves, the history here does not."""
+        self.load_verified(version)
+        with self._locked():
+            atomic_write(self.root / POINTER_FILE, version + "\n")
+
     # --- internals -----------------------------------------------------------------------
     def _version_dir(self, version: str) -> Path:
         if not VERSION_PATTERN.match(version):
@@ -200,16 +221,6 @@ class Registry:
         if not path.is_dir():
             raise RegistryError(f"{self.root}: no version {version}")
         return path
-
-    def _production_stack(self) -> list[str]:
-        """Replay the history: a promotion pushes a version, a rollback pops one."""
-        stack: list[str] = []
-        for event in self.history():
-            if event["action"] == "promote":
-                stack.append(event["version"])
-            elif event["action"] == "rollback" and stack:
-                stack.pop()
-        return stack
 
     def _switch(self, version: str, action: str, previous: str | None, reason: str) -> None:
         event = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -31,7 +31,7 @@ from training.config import TrainingConfig
 from training.data import file_sha256, load_split
 from training.evaluate import evaluate_probabilities
 from training.features import build_preprocessor
-from training.plot_names import PLOTS_DIR
+from training.report_names import PLOTS_DIR
 from training.plots import plot_data, write_plots
 from training.schema import FEATURES, POSITIVE_LABEL, TARGET, feature_names
 
@@ -56,6 +56,7 @@ class TrainedModel:
     hyperparameters: dict[str, Any]
     threshold: float
     cv_roc_auc: dict[str, float]  # best cross-validated ROC AUC of every family tried
+    cv_search: dict[str, dict[str, Any]]  # every family's search: grid, best point, folds
 
 
 def candidates(config: TrainingConfig) -> list[Candidate]:
@@ -129,6 +130,18 @@ def select_family(searches: dict[str, GridSearchCV], margin: float) -> str:
                 if search.best_score_ >= best_score - margin)
 
 
+def search_summary(search: GridSearchCV, folds: int) -> dict[str, Any]:
+    """One family's grid search: the grid, the best point and its ROC AUC on every fold."""
+    best, results = search.best_index_, search.cv_results_
+    return {"grid": {k.split("__", 1)[1]: list(v) for k, v in search.param_grid.items()},
+            "grid_points": len(results["params"]),
+            "best_params": {k.split("__", 1)[1]: v for k, v in search.best_params_.items()},
+            "roc_auc_mean": float(results["mean_test_score"][best]),
+            "roc_auc_std": float(results["std_test_score"][best]),
+            "fold_roc_auc": [float(results[f"split{fold}_test_score"][best])
+                             for fold in range(folds)]}
+
+
 def train_model(train: pd.DataFrame, config: TrainingConfig) -> TrainedModel:
     """Pick family and hyper-parameters by CV ROC AUC, then the threshold out of fold."""
     folds = StratifiedKFold(n_splits=config.cv_folds, shuffle=True, random_state=config.seed)
@@ -164,7 +177,9 @@ def train_model(train: pd.DataFrame, config: TrainingConfig) -> TrainedModel:
                         hyperparameters={k.split("__", 1)[1]: v
                                          for k, v in best.best_params_.items()},
                         threshold=threshold,
-                        cv_roc_auc={name: float(s.best_score_) for name, s in searches.items()})
+                        cv_roc_auc={name: float(s.best_score_) for name, s in searches.items()},
+                        cv_search={name: search_summary(s, config.cv_folds)
+                                   for name, s in searches.items()})
 
 
 def reference_profile(train: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -198,8 +213,10 @@ def git_commit() -> str:
         return "unknown"
 
 
-def build_model(data_path: Path, output_dir: Path, config: TrainingConfig) -> dict[str, Any]:
-    """Validate, split, train and evaluate; save the artifact and return its card."""
+def build_model(data_path: Path, output_dir: Path, config: TrainingConfig,
+                card_extras: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Validate, split, train and evaluate; save the artifact and return its card
+    (`card_extras`: more fields for the card, such as the tracking run)."""
     frame, train, holdout = load_split(data_path, config)
     logger.info("training on %d rows, holding out %d", len(train), len(holdout))
     with threadpool_limits(limits=config.native_threads):
@@ -218,6 +235,7 @@ def build_model(data_path: Path, output_dir: Path, config: TrainingConfig) -> di
         "model_family": trained.family,
         "hyperparameters": trained.hyperparameters,
         "cv_roc_auc": trained.cv_roc_auc,
+        "cv_search": trained.cv_search,
         "threshold": trained.threshold,
         "positive_label": POSITIVE_LABEL,
         "features": feature_names(),
@@ -225,6 +243,7 @@ def build_model(data_path: Path, output_dir: Path, config: TrainingConfig) -> di
         "segment_metrics": evaluation["segments"],
         "reference": reference_profile(train),
         "config": config.as_dict(),
+        **(card_extras or {}),
     }
     card = save_artifact(output_dir, trained.pipeline, card)
     write_plots(output_dir / PLOTS_DIR, plot_data(is_bad(holdout), probabilities,

@@ -15,14 +15,13 @@ from typing import Any
 
 import pandas as pd
 
-from training import gate
+from training import gate, tracking
 from training.artifact import LoadedModel, ModelIntegrityError, load_artifact
 from training.config import TrainingConfig
 from training.data import file_sha256, load_split, read_csv, segments_path, to_model_frame
 from training.evaluate import evaluate_probabilities
 from training.intake import (BatchOutcome, build_snapshot, intake_all, intake_lock,
                              newest_processed)
-from training.registry import Registry
 from training.train import build_model
 
 logger = logging.getLogger(__name__)
@@ -64,8 +63,10 @@ def summary(card: dict[str, Any], fallback_version: str) -> dict[str, Any]:
 def run_gate(candidate_dir: Path, config: TrainingConfig,
              newest_batch: Path | None = None) -> gate.GateResult:
     """Score challenger and champion on the same holdout rows; register, then promote or
-    keep; write the gate reports."""
-    registry = Registry(config.registry_dir)
+    keep; write the gate reports and record them in the challenger's tracking run."""
+    # An unreachable tracking store stops the gate before the registry changes.
+    tracking.check_reachable(config)
+    registry = tracking.open_registry(config)
     challenger = load_artifact(candidate_dir)
     holdout = load_split(config.data_path, config)[2]
     challenger_summary = {**summary(challenger.card, "candidate"),
@@ -94,6 +95,7 @@ def run_gate(candidate_dir: Path, config: TrainingConfig,
         if result.decision == gate.PROMOTED:
             registry.promote(version, reason="; ".join(result.reasons))
     gate.write_reports(result, config.reports_dir)
+    tracking.record_gate(challenger.card, result, config.reports_dir, config)
     return result
 
 
@@ -123,7 +125,7 @@ def snapshot_lineage(data_path: Path) -> dict[str, Any]:
 
 def retrain(config: TrainingConfig, candidate_dir: Path) -> RetrainOutcome:
     """Take in new batches, train a challenger on the new snapshot, and gate it."""
-    registry = Registry(config.registry_dir)
+    registry = tracking.open_registry(config)
     production = registry.production_version()
     # Drift is measured against what the serving model was trained on.
     reference = registry.card(production)["reference"] if production is not None else None
@@ -132,7 +134,10 @@ def retrain(config: TrainingConfig, candidate_dir: Path) -> RetrainOutcome:
         batches = intake_all(reference, config)
         snapshot = build_snapshot(config)
         snapshot_config = dataclasses.replace(config, data_path=snapshot)
-        build_model(snapshot, candidate_dir, snapshot_config)
+        with tracking.training_run(snapshot_config, "retrain") as run:
+            card = build_model(snapshot, candidate_dir, snapshot_config,
+                               card_extras=run.card_fields())
+            run.record_training(card, candidate_dir)
         # The newest batch: accepted in this run, else the last one taken in before (a
         # scheduled retrain without new data still shows how both models do on recent data).
         accepted = [Path(b.destination) for b in batches if b.accepted]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from app.validation import validate_request
+from tests.helpers import free_port
+from training.alias_follower import AliasFollower, FollowError
+from training.registry import Registry
 from training.schema import FEATURES, INPUTS, PROTECTED
 
 
@@ -102,6 +107,28 @@ def test_model_card_publishes_what_clients_need_and_nothing_of_the_training_host
     schema = document["components"]["schemas"]["ModelCard"]
     assert set(card) <= set(schema["properties"]) and set(schema["required"]) <= set(card)
     assert set(card["data"]) == set(schema["properties"]["data"]["properties"])
+
+
+def test_model_card_says_the_local_folder_is_the_source_without_a_follower(
+        client: FlaskClient) -> None:
+    assert client.get("/api/v1/model").get_json()["registry"] == {
+        "server": None, "in_step": None, "checked_at": None, "error": None}
+
+
+def test_model_card_says_the_followed_server_is_unreachable_and_serving_goes_on(
+        client: FlaskClient, app: Flask) -> None:
+    serving = client.get("/readyz").get_json()["model_version"]
+    gone = f"http://ci:s3cret@127.0.0.1:{free_port()}"  # nothing listens there
+    follower = AliasFollower(gone, Registry(Path(app.config["MODEL_REGISTRY"])), timeout=5)
+    with pytest.raises(FollowError, match="unreachable"):
+        follower.sync()
+    answer = client.get("/api/v1/model")
+    assert answer.status_code == 200 and answer.get_json()["version"] == serving
+    registry = answer.get_json()["registry"]
+    assert registry["server"] == gone.replace("s3cret", "***")  # never the password
+    assert registry["in_step"] is False and "unreachable" in registry["error"]
+    assert registry["checked_at"]
+    assert client.get("/readyz").status_code == 200
 
 
 STATUSES_OF_A_JSON_BODY = {"400", "413", "415", "422"}

@@ -54,11 +54,11 @@ def docker_client() -> Iterator[docker.DockerClient]:
 def images(docker_client: docker.DockerClient) -> Iterator[Images]:
     """`make image` under a unique tag (the layers come from the build cache when warm)."""
     tag = f"test-{uuid.uuid4().hex[:8]}"
-    app, _, proxy = image_references(tag)
+    app, _, proxy, tracking = image_references(tag)
     try:
         made = run_make("image", {"IMAGE_TAG": tag}, timeout=BUILD_TIMEOUT)
         assert made.status == 0, f"make image failed:\n{made.tail()}"
-        yield Images(tag, app, proxy, {"IMAGE_TAG": tag})
+        yield Images(tag, app, proxy, tracking, {"IMAGE_TAG": tag})
     finally:
         remove_built_images(docker_client, tag)
 
@@ -66,13 +66,15 @@ def images(docker_client: docker.DockerClient) -> Iterator[Images]:
 @pytest.fixture(scope="session")
 def stack(docker_client: docker.DockerClient, images: Images,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The pipeline's order on a fresh project: gate-image (creates the registry volume and
-    promotes the image's model), then up (waits until healthy); down -v afterwards."""
+    """The pipeline's order on a fresh project: gate-image (starts MLflow, creates the
+    registry volume and promotes the image's model there), then up (waits until every
+    service is healthy); down -v afterwards."""
     project = f"credit-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
     reports = tmp_path_factory.mktemp("stack-reports")
     variables = {**images.variables, "COMPOSE_PROJECT_NAME": project,
-                 "PUBLIC_PORT": str(port), "REPORTS": str(reports)}
+                 "PUBLIC_PORT": str(port), "MLFLOW_PORT": str(free_port()),
+                 "REPORTS": str(reports)}
     stack = Stack(project, port, variables, run_make("gate-image", variables), reports)
     try:
         made = run_make("up", variables)

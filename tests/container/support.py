@@ -122,10 +122,11 @@ def remove_image(client: docker.DockerClient, reference: str) -> None:
         pass
 
 
-def image_references(tag: str) -> tuple[str, str, str]:
-    """What `make image IMAGE_TAG=tag` tags: the app image, its build stage, NGINX's image."""
+def image_references(tag: str) -> tuple[str, str, str, str]:
+    """What `make image IMAGE_TAG=tag` tags: the app image, its build stage, NGINX's image
+    and the tracking image (MLflow server, training containers)."""
     app = f"credit-risk-app:{tag}"
-    return app, f"{app}-build", f"credit-risk-nginx:{tag}"
+    return app, f"{app}-build", f"credit-risk-nginx:{tag}", f"credit-risk-mlflow:{tag}"
 
 
 def remove_built_images(client: docker.DockerClient, tag: str) -> None:
@@ -150,11 +151,12 @@ def remove_project_volumes(client: docker.DockerClient, project: str) -> None:
 
 @dataclass
 class Images:
-    """The two images of one `make image` run, and the make variables that name them."""
+    """The images of one `make image` run, and the make variables that name them."""
 
     tag: str
     app: str
     proxy: str
+    tracking: str
     variables: dict[str, str] = field(default_factory=dict)
 
 

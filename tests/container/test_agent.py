@@ -100,7 +100,8 @@ def agent(docker_client: docker.DockerClient, agent_image: str,
     suffix = uuid.uuid4().hex[:8]
     project, tag = f"credit-agent-{suffix}", f"agent-{suffix}"
     variables = {"COMPOSE_PROJECT_NAME": project, "IMAGE_TAG": tag,
-                 "PUBLIC_PORT": str(free_port()), "GIT_COMMIT": git_commit()}
+                 "PUBLIC_PORT": str(free_port()), "MLFLOW_PORT": str(free_port()),
+                 "GIT_COMMIT": git_commit()}
     socket_group = os.stat("/var/run/docker.sock").st_gid
     container = None
     try:

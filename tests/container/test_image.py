@@ -10,12 +10,13 @@ from xml.etree import ElementTree
 
 import docker
 import pytest
+from mlflow.tracking import MlflowClient
 
 import training
 from pipeline.smoke import MODEL_VERSION_LABEL
 from tests.container.support import ROOT, Images, run_make
 from training.gate import FLOOR_PASSED
-from training.plot_names import PLOT_FILES, PLOTS_DIR
+from training.report_names import PLOT_FILES, PLOTS_DIR
 from training.registry import new_version_name
 
 pytestmark = pytest.mark.slow
@@ -121,3 +122,10 @@ def test_reports_come_out_of_the_image(images: Images, tmp_path: Path) -> None:
     image = json.loads((tmp_path / "image.json").read_text())
     assert image["size_bytes"] > 0
     assert image["labels"][MODEL_VERSION_LABEL] == build["model_version"]
+    # The build's MLflow run, in the embedded store the build kept among its reports.
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    run = client.get_run(card["tracking"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["holdout/roc_auc"] == pytest.approx(card["metrics"]["roc_auc"])
+    assert run.data.tags["gate.floor.decision"] == FLOOR_PASSED
+    assert run.data.tags["artifact_sha256"] == card["artifact_sha256"]

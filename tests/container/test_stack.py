@@ -44,14 +44,20 @@ def test_gate_from_the_image_promotes_into_a_fresh_registry_volume(
     assert volume.attrs["Labels"]["com.docker.compose.project"] == stack.project
 
 
-def test_only_nginx_publishes_a_port(stack: Stack, docker_client: docker.DockerClient) -> None:
-    app = stack.container(docker_client, "app")
+def test_only_nginx_publishes_a_public_port(stack: Stack,
+                                            docker_client: docker.DockerClient) -> None:
+    for service in ("app", "follower"):
+        container = stack.container(docker_client, service)
+        assert all(not bindings for bindings in container.ports.values()), service
     nginx = stack.container(docker_client, "nginx")
-    assert all(not bindings for bindings in app.ports.values())
     assert [b["HostPort"] for b in nginx.ports["80/tcp"]][0] == str(stack.port)
+    # MLflow's UI and API (no authentication): the loopback interface only.
+    mlflow = stack.container(docker_client, "mlflow")
+    assert [(b["HostIp"], b["HostPort"]) for b in mlflow.ports["5000/tcp"]] == [
+        ("127.0.0.1", stack.variables["MLFLOW_PORT"])]
 
 
-@pytest.mark.parametrize("service", ["app", "nginx"])
+@pytest.mark.parametrize("service", ["app", "nginx", "mlflow", "follower"])
 def test_services_are_read_only_limited_and_restarted(stack: Stack, service: str,
                                                       docker_client: docker.DockerClient
                                                       ) -> None:
@@ -63,7 +69,8 @@ def test_services_are_read_only_limited_and_restarted(stack: Stack, service: str
 
 
 @pytest.mark.parametrize(("service", "needed"), [
-    ("app", set()), ("nginx", {"CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"})])
+    ("app", set()), ("nginx", {"CHOWN", "NET_BIND_SERVICE", "SETGID", "SETUID"}),
+    ("mlflow", set()), ("follower", set())])
 def test_services_drop_every_capability_but_what_they_need(
         stack: Stack, service: str, needed: set[str], docker_client: docker.DockerClient) -> None:
     """The running stack (healthy, smoke-tested) proves these are enough."""

@@ -22,7 +22,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from pipeline.notify import NotifyError, SmtpSettings, notify
 from tests.helpers import free_port, require_executable
 from tests.pipeline import builders
-from training.plot_names import PLOT_FILES, PLOTS_DIR
+from training.report_names import PLOT_FILES, PLOTS_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 # The AUTH tests run over plain TCP on loopback on purpose; aiosmtpd warns about that.

@@ -26,7 +26,7 @@ from tests.container.support import (docker_client, remove_built_images,
                                      remove_project_volumes)
 from tests.helpers import IN_CI, free_port, require_component
 from tests.pipeline.test_notify import SMTP_READY_WITHIN, Inbox
-from training.plot_names import PLOT_FILES, PLOTS_DIR
+from training.report_names import PLOT_FILES, PLOTS_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def workspace(tmp_path: Path) -> Iterator[dict[str, str]]:
         # A stack of its own: images, compose project, volumes and public port apart from
         # the developer's stack on 8005.
         variables.update(IMAGE_TAG=f"e2e-{run_id}", COMPOSE_PROJECT_NAME=f"credit-e2e-{run_id}",
-                         PUBLIC_PORT=str(free_port()))
+                         PUBLIC_PORT=str(free_port()), MLFLOW_PORT=str(free_port()))
     else:
         # A service of its own: ports, pid files and logs apart from any `make serve`.
         variables.update(SERVE_PORT=str(free_port()), GUNICORN_PORT=str(free_port()),

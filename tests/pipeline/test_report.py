@@ -16,7 +16,7 @@ from pipeline import report
 from pipeline.inputs import MLFLOW_RUN_FILE, collect, inspect_image, read_flake8
 from tests.conftest import ROOT
 from tests.pipeline import builders
-from training.plot_names import PLOT_FILES, PLOTS_DIR
+from training.report_names import PLOT_FILES, PLOTS_DIR
 
 JENKINS = {"BUILD_URL": "https://ci.example.com/job/credit-risk/42/", "JOB_NAME": "credit-risk",
            "BUILD_NUMBER": "42", "GIT_COMMIT": "0123456789abcdef0123", "BRANCH_NAME": "main"}

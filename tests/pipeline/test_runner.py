@@ -193,16 +193,16 @@ def test_mode_follows_whether_a_docker_engine_answers() -> None:
     assert mode == (DOCKER if answers else NATIVE), reason
 
 
-# Beyond the standard library: training/plot_names.py (the plots' names; itself standard
+# Beyond the standard library: training/report_names.py (the plots' names; itself standard
 # library only, checked here too), and Jinja2 in report.py, imported only where the summary
 # renders: the system step installs python3-jinja2 (pipeline/preflight.py), and
 # tests/pipeline/test_report.py checks that the CLI starts without it.
 ALSO_ALLOWED = {"report": {"jinja2"}}
-PROJECT_MODULES = {"pipeline", "training.plot_names"}
+PROJECT_MODULES = {"pipeline", "training.report_names"}
 
 
 @pytest.mark.parametrize("module", ["__init__", "__main__", "stages", "runner", "inputs",
-                                    "report", "notify", "cli", "../training/plot_names"])
+                                    "report", "notify", "cli", "../training/report_names"])
 def test_runner_report_and_notify_need_only_the_standard_library(module: str) -> None:
     # `make pipeline` runs them with the system Python, before .venv exists.
     tree = ast.parse((ROOT / "pipeline" / f"{module}.py").read_text())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from training.plot_names import PLOT_FILES, PLOTS_DIR
+from training.report_names import PLOT_FILES, PLOTS_DIR
 from training.registry import Registry
 
 FIXTURES = ROOT / "tests" / "data" / "fixtures"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -158,7 +159,9 @@ def test_trigger_failures_are_errors_with_the_reason(jenkins: type[Recorder]) ->
 def monitor_cli(tmp_path: Path, registry: Path, log: Path, *arguments: str,
                 **environ: str) -> subprocess.CompletedProcess[str]:
     """Run `python -m training monitor` the way cron or Jenkins would."""
+    # The test's own tracking store, where the registry of record lives (never mlruns/).
     env = {"PATH": "/usr/bin:/bin", "MODEL_REGISTRY": str(registry),
+           "TRAINING_TRACKING_DIR": os.environ["TRAINING_TRACKING_DIR"],
            "REPORTS_DIR": str(tmp_path / "reports"),
            "TRAINING_INCOMING_DIR": str(tmp_path / "incoming"), **environ}
     return subprocess.run([sys.executable, "-m", "training", "monitor", "--log", str(log),

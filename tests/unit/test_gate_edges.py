@@ -62,9 +62,10 @@ def smaller_data(tmp_path: Path, data_file: Path) -> Path:
 
 
 def test_champion_is_rescored_on_the_challengers_holdout_rows(
-        tmp_path: Path, trained_model_dir: Path, smaller_data: Path) -> None:
+        tmp_path: Path, trained_model_dir: Path, smaller_data: Path, tracking_dir: Path
+) -> None:
     config = TrainingConfig(data_path=smaller_data, registry_dir=tmp_path / "registry",
-                            reports_dir=tmp_path / "reports")
+                            reports_dir=tmp_path / "reports", tracking_dir=tracking_dir)
     registry = Registry(config.registry_dir)
     registry.promote(registry.register(trained_model_dir, version="champion"))
     champion_card_rows = registry.card("champion")["metrics"]["rows"]

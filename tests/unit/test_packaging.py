@@ -57,12 +57,19 @@ def test_wheel_installs_in_a_fresh_venv_and_trains(dist: Path, tmp_path: Path) -
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
            "--disable-pip-version-check"]
     subprocess.run(pip + [str(wheel)], check=True, timeout=900)
-    result = subprocess.run(
-        [str(venv / "bin" / "credit-training"), "train", "--data", str(DATA_FILE),
-         "--output", str(tmp_path / "model")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
-        env={"PATH": "/usr/bin:/bin", "REPORTS_DIR": str(tmp_path / "reports"),
-             "TRAINING_MODEL_FAMILIES": "logistic_regression"})
+    environment = {"PATH": "/usr/bin:/bin", "REPORTS_DIR": str(tmp_path / "reports"),
+                   "TRAINING_MODEL_FAMILIES": "logistic_regression"}
+    train = [str(venv / "bin" / "credit-training"), "train", "--data", str(DATA_FILE),
+             "--output", str(tmp_path / "model")]
+    # The wheel serves and trains; MLflow (requirements-training.txt, installed with
+    # --no-deps) is not among its requirements, so tracking must be off or refuses clearly.
+    untracked = subprocess.run(train, cwd=tmp_path, capture_output=True, text=True,
+                               timeout=600, env=environment)
+    assert untracked.returncode == 1
+    assert "MLflow is not installed" in untracked.stdout
+    assert not (tmp_path / "model").exists()
+    result = subprocess.run(train, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**environment, "TRAINING_TRACKING": "off"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "model" / "model.joblib").is_file()
     assert "gate decision: floor_passed" in result.stdout

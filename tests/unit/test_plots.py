@@ -17,7 +17,7 @@ from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_split
 from training.evaluate import evaluate_probabilities, segment_labels
-from training.plot_names import PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
+from training.report_names import PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
 from training.train import is_bad
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

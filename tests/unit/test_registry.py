@@ -62,6 +62,16 @@ def test_promote_then_rollback_walks_the_production_history(tmp_path: Path,
                        ("rollback", "v2"), ("rollback", "v1")]
 
 
+def test_promoting_the_serving_version_again_leaves_rollback_its_predecessor(
+        tmp_path: Path, trained_model_dir: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    for name in ("v1", "v2"):
+        registry.register(trained_model_dir, version=name)
+        registry.promote(name)
+    registry.promote("v2", reason="promoted twice")
+    assert registry.rollback() == "v1"
+
+
 def test_rollback_with_no_production_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="no production model"):
         Registry(tmp_path / "registry").rollback()

@@ -8,24 +8,26 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from training.config import TrainingConfig
-from training.data import load_dataset, load_split, read_csv
+from training.data import file_sha256, load_dataset, load_split, read_csv
 from training.intake import build_snapshot, intake_all, pending_batches
 from training.registry import Registry
 from training.simulate import simulate_batch
+from training.tracking import tracking_uri
 from training.train import build_model
 from training.workflows import retrain, run_gate
 
 
 @pytest.fixture
-def ct_config(tmp_path: Path, data_file: Path) -> TrainingConfig:
+def ct_config(tmp_path: Path, data_file: Path, tracking_dir: Path) -> TrainingConfig:
     """Incoming, processed, quarantine, snapshots, registry and reports in a temp dir."""
     return TrainingConfig(
         data_path=data_file, registry_dir=tmp_path / "registry", reports_dir=tmp_path / "r",
         incoming_dir=tmp_path / "incoming", processed_dir=tmp_path / "processed",
         quarantine_dir=tmp_path / "quarantine", snapshot_dir=tmp_path / "snapshots",
-        model_families=("logistic_regression",))
+        model_families=("logistic_regression",), tracking_dir=tracking_dir)
 
 
 def write_batch(config: TrainingConfig, name: str, kind: str, amount: float,
@@ -102,6 +104,12 @@ def test_retrain_gates_the_challenger_and_reports_the_newest_batch(
     card = registry.card(outcome.gate.challenger["version"])
     assert card["data"]["rows"] == 1200
     assert card["data"]["path"] == str(outcome.snapshot)
+    # One tracked run: the retraining's, with the snapshot's lineage and the gate's decision.
+    run = MlflowClient(tracking_uri(ct_config)).get_run(card["tracking"]["run_id"])
+    assert run.data.tags["trigger"] == "retrain"
+    assert run.data.tags["data.sha256"] == file_sha256(outcome.snapshot)
+    assert run.data.tags["data.sources"] == "credit.csv, a-good.csv"
+    assert run.data.tags["gate.decision"] == outcome.gate.decision
 
 
 def test_a_worse_challenger_is_refused_and_the_champion_keeps_serving(

@@ -1,6 +1,7 @@
-"""The evaluation plots' names: the contract between the training that draws them
-(training/plots.py), the MLflow tracking that logs them and the pipeline summary that shows
-them. Standard library only: the summary runs on the system Python, without numpy.
+"""The names of what a training leaves in reports/ for the pipeline summary: the contract
+between the training that writes them (training/plots.py, the MLflow tracking) and the
+summary that reads them (pipeline/inputs.py). Standard library only: the summary runs on the
+system Python, without numpy.
 """
 
 from __future__ import annotations
@@ -14,3 +15,8 @@ PLOT_FILES: dict[str, str] = {
     "segment-recall.png": "Recall on bad risks per segment",
 }
 PLOT_PIXELS = (640, 480)  # width, height: legible in a mail client, about 40 KB per plot
+
+# The tracked training run (keys RUN_FILE_KEYS), written when the run starts, so a training
+# that fails afterwards still links its FAILED run.
+MLFLOW_RUN_FILE = "mlflow-run.json"
+RUN_FILE_KEYS = ("run_id", "experiment_id", "tracking_uri", "run_url")

@@ -1,0 +1,133 @@
+"""The stack's registry of record is its MLflow server: the gate registers there, the
+follower brings the app along with the production alias, and the app outlives the server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import docker
+import pytest
+import requests
+
+from tests.container.support import Images, Stack, run_make
+from training.gate import PROMOTED
+from training.tracking import PRODUCTION_ALIAS, REGISTERED_MODEL, VERSION_TAG
+
+pytestmark = pytest.mark.slow
+
+# Hang guards for events (a follower check every 5 s, a worker's swap every 5 s), not timings.
+FOLLOW_DEADLINE = 180
+# One quick family, so that the training container's run takes seconds.
+QUICK_TRAINING = {"TRAINING_MODEL_FAMILIES": "logistic_regression", "TRAINING_CV_FOLDS": "3"}
+
+
+def wait_for(check: Callable[[], Any], what: str, deadline: float = FOLLOW_DEADLINE) -> Any:
+    """Poll `check` until it returns something truthy, or fail naming `what` and the last
+    value seen."""
+    end = time.monotonic() + deadline
+    last: Any = None
+    while time.monotonic() < end:
+        last = check()
+        if last:
+            return last
+        time.sleep(1)
+    pytest.fail(f"{what} within {deadline} s (last seen: {last!r})")
+
+
+def served_version(stack: Stack) -> str:
+    """The version the stack serves, through NGINX."""
+    answer = requests.get(f"{stack.url}/readyz", timeout=30)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["model_version"])
+
+
+def registry_state(stack: Stack) -> dict[str, Any]:
+    """The app's view of where its versions come from (/api/v1/model's registry)."""
+    answer = requests.get(f"{stack.url}/api/v1/model", timeout=30)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json()["registry"])
+
+
+def mlflow_api(stack: Stack, path: str, **params: str) -> dict[str, Any]:
+    """A GET of MLflow's REST API on its loopback-published port."""
+    answer = requests.get(f"http://127.0.0.1:{stack.variables['MLFLOW_PORT']}/api/2.0/mlflow/"
+                          f"{path}", params=params, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def alias_version(stack: Stack) -> str:
+    """The registry name of the version MLflow's production alias names."""
+    found = mlflow_api(stack, "registered-models/alias", name=REGISTERED_MODEL,
+                       alias=PRODUCTION_ALIAS)["model_version"]
+    return next(tag["value"] for tag in found["tags"] if tag["key"] == VERSION_TAG)
+
+
+def training_container(stack: Stack, images: Images, client: docker.DockerClient,
+                       script: str) -> str:
+    """Run a shell script in a training container as gate-image's, but with a cache of its
+    own (not the stack's registry volume): what it changes reaches the app only through
+    MLflow and the follower. Returns its output; a failure shows it."""
+    container = client.containers.run(
+        images.tracking, ["sh", "-c", script], detach=True,
+        network=f"{stack.project}_default",
+        environment={"MLFLOW_TRACKING_URI": "http://mlflow:5000", "TRAINING_TRACKING": "on",
+                     "MLFLOW_DISABLE_TELEMETRY": "true", **QUICK_TRAINING})
+    try:
+        status = container.wait(timeout=600)["StatusCode"]
+        output = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert status == 0, output[-4000:]
+    return output
+
+
+def test_the_gate_registered_the_image_model_and_the_follower_is_in_step(
+        stack: Stack, images: Images) -> None:
+    assert json.loads((stack.reports / "gate.json").read_text())["decision"] == PROMOTED
+    # The version the stack serves is the one MLflow's alias names, not a folder's own idea.
+    assert alias_version(stack) == served_version(stack)
+    state = wait_for(lambda: (lambda s: s if s["in_step"] else None)(registry_state(stack)),
+                     "the follower reporting in step")
+    assert state["server"] == "http://mlflow:5000" and state["error"] is None
+
+
+def test_the_app_follows_the_alias_outlives_mlflow_and_follows_a_rollback(
+        stack: Stack, images: Images, docker_client: docker.DockerClient) -> None:
+    before = served_version(stack)
+
+    # Train and gate a challenger into MLflow, then promote it there: only the alias moves.
+    output = training_container(
+        stack, images, docker_client,
+        "python -m training train --data data/credit.csv --output /tmp/candidate"
+        " && { python -m training gate --candidate /tmp/candidate; status=$?;"
+        " [ $status -eq 0 ] || [ $status -eq 4 ]; }"
+        " && version=$(python -c \"import json; print(json.load(open("
+        "'/var/lib/credit/reports/gate.json'))['challenger']['version'])\")"
+        " && python -m training promote \"$version\" --reason 'stack test'"
+        " && echo \"promoted=$version\"")
+    promoted = output.rsplit("promoted=", 1)[1].split()[0]
+    assert promoted != before and alias_version(stack) == promoted
+    wait_for(lambda: served_version(stack) == promoted, f"the app serving {promoted}")
+
+    # MLflow stops: the follower says so, the app keeps serving the same version.
+    stopped = stack.compose("stop", "mlflow")
+    assert stopped.returncode == 0, stopped.stderr
+    state = wait_for(lambda: (lambda s: s if s["in_step"] is False else None)(
+        registry_state(stack)), "the app reporting the registry unreachable")
+    assert "unreachable" in state["error"]
+    for _ in range(5):
+        assert served_version(stack) == promoted
+        assert requests.get(f"{stack.url}/readyz", timeout=30).status_code == 200
+
+    # MLflow is back; a rollback there moves the alias, and the app follows it.
+    made = run_make("tracking-up", stack.variables)
+    assert made.status == 0, made.tail()
+    training_container(stack, images, docker_client,
+                       "python -m training rollback --reason 'stack test'")
+    assert alias_version(stack) == before
+    wait_for(lambda: served_version(stack) == before, f"the app serving {before} again")
+    wait_for(lambda: registry_state(stack)["in_step"], "the follower back in step")
