@@ -34,6 +34,11 @@ pytestmark = pytest.mark.slow
 WORKERS = 2
 THREADS = 4  # Gunicorn's default threads per worker (tests/servers.py)
 STEP_SECONDS = 90.0
+MAX_REQUESTS = 20000
+# The log disk holds a line (about 730 bytes) for every request the load may send, so only
+# the filler fills it: at 512 KB an idle machine's load filled it by itself within 2 s, and
+# freeing the filler then freed nothing.
+LOG_DISK_SIZE = "32m"
 
 
 def logged_ids(log_dir: Path) -> list[str]:
@@ -53,10 +58,10 @@ def test_every_answer_is_200_or_503_and_the_log_holds_exactly_the_200s(
         applicant: dict[str, Any]) -> None:
     require_executable("nginx")
     registry = Registry(promoted_registry)
-    with small_tmpfs(tmp_path / "log-disk", "512k") as log_disk, \
+    with small_tmpfs(tmp_path / "log-disk", LOG_DISK_SIZE) as log_disk, \
             running_stack(promoted_registry, tmp_path, workers=WORKERS,
                           env={"PREDICTION_LOG": str(log_disk / "predictions.jsonl")}) as stack, \
-            IdRecordingLoad(stack.url, applicant, threads=3,
+            IdRecordingLoad(stack.url, applicant, threads=3, max_requests=MAX_REQUESTS,
                             max_seconds=6 * STEP_SECONDS) as load:
         def more(count: int) -> None:
             seen = len(load.outcomes)
@@ -89,6 +94,8 @@ def test_every_answer_is_200_or_503_and_the_log_holds_exactly_the_200s(
                    "both workers refusing the corrupt version", STEP_SECONDS)
         more(30)
         # 4. A full log disk: predictions answer 503 until there is room again.
+        early = [o for o in load.outcomes if o.status == 503]
+        assert not early, f"503 before the disk was filled: {early[:3]}"
         filler = fill_disk(log_disk)
         assert load.wait_until(lambda done: sum(o.status == 503 for o in done) >= 10,
                                STEP_SECONDS), "no 503 while the log disk was full"
