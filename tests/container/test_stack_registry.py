@@ -4,8 +4,6 @@ follower brings the app along with the production alias, and the app outlives th
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import docker
@@ -13,6 +11,7 @@ import pytest
 import requests
 
 from tests.container.support import Images, Stack, run_make
+from tests.helpers import wait_until
 from training.gate import PROMOTED
 from training.tracking import PRODUCTION_ALIAS, REGISTERED_MODEL, VERSION_TAG
 
@@ -22,19 +21,6 @@ pytestmark = pytest.mark.slow
 FOLLOW_DEADLINE = 180
 # One quick family, so that the training container's run takes seconds.
 QUICK_TRAINING = {"TRAINING_MODEL_FAMILIES": "logistic_regression", "TRAINING_CV_FOLDS": "3"}
-
-
-def wait_for(check: Callable[[], Any], what: str, deadline: float = FOLLOW_DEADLINE) -> Any:
-    """Poll `check` until it returns something truthy, or fail naming `what` and the last
-    value seen."""
-    end = time.monotonic() + deadline
-    last: Any = None
-    while time.monotonic() < end:
-        last = check()
-        if last:
-            return last
-        time.sleep(1)
-    pytest.fail(f"{what} within {deadline} s (last seen: {last!r})")
 
 
 def served_version(stack: Stack) -> str:
@@ -90,8 +76,8 @@ def test_the_gate_registered_the_image_model_and_the_follower_is_in_step(
     assert json.loads((stack.reports / "gate.json").read_text())["decision"] == PROMOTED
     # The version the stack serves is the one MLflow's alias names, not a folder's own idea.
     assert alias_version(stack) == served_version(stack)
-    state = wait_for(lambda: (lambda s: s if s["in_step"] else None)(registry_state(stack)),
-                     "the follower reporting in step")
+    state = wait_until(lambda: (lambda s: s if s["in_step"] else None)(registry_state(stack)),
+                       FOLLOW_DEADLINE, "the follower reporting in step")
     assert state["server"] == "http://mlflow:5000" and state["error"] is None
 
 
@@ -111,13 +97,14 @@ def test_the_app_follows_the_alias_outlives_mlflow_and_follows_a_rollback(
         " && echo \"promoted=$version\"")
     promoted = output.rsplit("promoted=", 1)[1].split()[0]
     assert promoted != before and alias_version(stack) == promoted
-    wait_for(lambda: served_version(stack) == promoted, f"the app serving {promoted}")
+    wait_until(lambda: served_version(stack) == promoted, FOLLOW_DEADLINE,
+               f"the app serving {promoted}")
 
     # MLflow stops: the follower says so, the app keeps serving the same version.
     stopped = stack.compose("stop", "mlflow")
     assert stopped.returncode == 0, stopped.stderr
-    state = wait_for(lambda: (lambda s: s if s["in_step"] is False else None)(
-        registry_state(stack)), "the app reporting the registry unreachable")
+    state = wait_until(lambda: (lambda s: s if s["in_step"] is False else None)(
+        registry_state(stack)), FOLLOW_DEADLINE, "the app reporting the registry unreachable")
     assert "unreachable" in state["error"]
     for _ in range(5):
         assert served_version(stack) == promoted
@@ -129,5 +116,7 @@ def test_the_app_follows_the_alias_outlives_mlflow_and_follows_a_rollback(
     training_container(stack, images, docker_client,
                        "python -m training rollback --reason 'stack test'")
     assert alias_version(stack) == before
-    wait_for(lambda: served_version(stack) == before, f"the app serving {before} again")
-    wait_for(lambda: registry_state(stack)["in_step"], "the follower back in step")
+    wait_until(lambda: served_version(stack) == before, FOLLOW_DEADLINE,
+               f"the app serving {before} again")
+    wait_until(lambda: registry_state(stack)["in_step"], FOLLOW_DEADLINE,
+               "the follower back in step")
