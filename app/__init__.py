@@ -48,7 +48,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             model.scoring_path),
         on_failure=lambda version, error: metrics.model_reload_failures.inc())
     drift = DriftWindow(int(settings["DRIFT_WINDOW"]), int(settings["DRIFT_EVERY"]),
-                        int(settings["DRIFT_MIN_ROWS"]), on_report=metrics.drift_computed)
+                        int(settings["DRIFT_MIN_ROWS"]), on_report=metrics.drift_computed,
+                        min_seconds=float(settings["DRIFT_MIN_SECONDS"]))
     prediction_log = JsonLinesLog(Path(settings["PREDICTION_LOG"]),
                                   int(settings["PREDICTION_LOG_MAX_BYTES"]))
     feedback_log = JsonLinesLog(Path(settings["FEEDBACK_LOG"]),

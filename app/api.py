@@ -66,14 +66,14 @@ def predict() -> Any:
     """Score one applicant, or {"instances": [...]}, with the production model."""
     payload = read_json()
     try:
-        rows, batch = validate_request(payload, current_app.config["MAX_BATCH_SIZE"])
+        valid = validate_request(payload, current_app.config["MAX_BATCH_SIZE"])
     except ValidationFailed as error:
         raise _validation_error(error) from None
     prediction_id = new_request_id()  # issued here: a client's X-Request-ID only traces
-    model, scored = score_rows(rows, prediction_id, batch)
+    model, scored = score_rows(valid.rows, prediction_id, valid.batch, valid.columns)
     response = json_body.response({"request_id": prediction_id, "model_version": model.version,
                                    "threshold": model.threshold,
-                                   "predictions": [item.to_dict() for item in scored]})
+                                   "predictions": scored.predictions()})
     response.headers[MODEL_VERSION_HEADER] = model.version
     return response
 

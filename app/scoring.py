@@ -17,6 +17,7 @@ from app.errors import ApiError
 from app.prediction_log import utc_now
 from app.service import Service, service
 from training.artifact import LoadedModel
+from training.fast_scorer import Columns
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +31,29 @@ class Scored:
     decision: str
     inputs: dict[str, Any]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The row as the API answers it."""
-        return {"request_id": self.request_id, "probability_bad": self.probability_bad,
-                "decision": self.decision}
+
+@dataclass(frozen=True)
+class ScoredRows:
+    """The scored rows of one request, field by field (one entry per row in each list): a
+    1,000-row batch is answered and logged without an object per row."""
+
+    request_ids: list[str]
+    probabilities: list[float]
+    decisions: list[str]
+    rows: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Scored:
+        return Scored(self.request_ids[index], self.probabilities[index],
+                      self.decisions[index], self.rows[index])
+
+    def predictions(self) -> list[dict[str, Any]]:
+        """The rows as the API answers them."""
+        return [{"request_id": request_id, "probability_bad": probability,
+                 "decision": decision} for request_id, probability, decision
+                in zip(self.request_ids, self.probabilities, self.decisions)]
 
 
 def current_model() -> LoadedModel:
@@ -50,17 +70,18 @@ def row_request_ids(prediction_id: str, count: int, batch: bool) -> list[str]:
     return [prediction_id] if not batch else [f"{prediction_id}-{n}" for n in range(count)]
 
 
-def score_rows(rows: list[dict[str, Any]], prediction_id: str,
-               batch: bool) -> tuple[LoadedModel, list[Scored]]:
+def score_rows(rows: list[dict[str, Any]], prediction_id: str, batch: bool,
+               columns: Columns | None = None) -> tuple[LoadedModel, ScoredRows]:
     """Score rows under `prediction_id` (issued by `new_request_id()`, never a client's);
-    log every one, count them, feed the drift window."""
+    log every one, count them, feed the drift window. `columns`: the rows field by field,
+    when validation read them so."""
     state = service()
     model = current_model()
-    probabilities = model.predict_proba_bad_rows(rows)
+    probabilities = model.predict_proba_bad_rows(rows, columns)
     decisions = model.decide(probabilities)
     # tolist(): Python floats at once, not one numpy scalar per row; the same rounding.
-    scored = list(map(Scored, row_request_ids(prediction_id, len(rows), batch),
-                      [round(p, 6) for p in probabilities.tolist()], decisions, rows))
+    scored = ScoredRows(row_request_ids(prediction_id, len(rows), batch),
+                        [round(p, 6) for p in probabilities.tolist()], decisions, rows)
     _log(state, model, scored)
     for decision, count in Counter(decisions).items():  # one update per decision, not per row
         state.metrics.predictions.labels(decision=decision).inc(count)
@@ -69,17 +90,17 @@ def score_rows(rows: list[dict[str, Any]], prediction_id: str,
     return model, scored
 
 
-def _log(state: Service, model: LoadedModel, scored: list[Scored]) -> None:
+def _log(state: Service, model: LoadedModel, scored: ScoredRows) -> None:
     """Append one line per row; when that fails (a full disk), count it and answer 503:
     a prediction the log does not hold is never answered (drift, feedback, retraining)."""
     # Once per request, not per row. trace_id: the request's X-Request-ID (NGINX's or the
     # client's), for following it through the access logs; the request_id is the service's.
     time, version, trace_id = utc_now(), model.version, g.get("request_id")
-    records = [{"time": time, "request_id": item.request_id, "trace_id": trace_id,
-                "inputs": item.inputs,
-                "output": {"probability_bad": item.probability_bad,
-                           "decision": item.decision},
-                "model_version": version} for item in scored]
+    records = [{"time": time, "request_id": request_id, "trace_id": trace_id, "inputs": inputs,
+                "output": {"probability_bad": probability, "decision": decision},
+                "model_version": version}
+               for request_id, probability, decision, inputs
+               in zip(scored.request_ids, scored.probabilities, scored.decisions, scored.rows)]
     try:
         state.prediction_log.append(records)
     except OSError as error:

@@ -9,8 +9,9 @@ with far more keys than its schema is refused as a whole, before any field is lo
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.request_id import is_sane
 from training.schema import COLUMNS_BY_NAME, INPUTS, TARGET, Column, Role
@@ -96,35 +97,40 @@ CATEGORY_SETS = {column.name: frozenset(column.categories) for column in INPUTS
                  if not column.is_numeric}
 
 
-def batch_is_clean(instances: list[Any]) -> bool:
-    """Whether every applicant of a batch is an object of known fields, every required one
-    present, every value valid and none null: then each applicant is its own clean row."""
-    if not all(type(item) is dict and item.keys() <= KNOWN_FIELDS  # noqa: E721
-               for item in instances):
-        return False
+def batch_columns(instances: list[Any]) -> dict[str, list[Any]] | None:
+    """The values of a batch field by field, when every applicant is an object of known
+    fields, every required one present, every value valid and none null (then each applicant
+    is its own clean row); None at the first doubt. Only fields every row holds are kept."""
+    # type() is dict for each, and their keys are all known: both loops in C.
+    if set(map(type, instances)) != {dict} \
+            or not KNOWN_FIELDS.issuperset(chain.from_iterable(instances)):
+        return None
+    columns: dict[str, list[Any]] = {}
     for column in INPUTS:
         name = column.name
-        if column.required:
-            try:
-                values = list(map(itemgetter(name), instances))
-            except KeyError:
-                return False
-        else:  # may be left out (not in the row either), but not null: the row drops nulls
+        try:
+            values = list(map(itemgetter(name), instances))
+        except KeyError:
+            if column.required:
+                return None
+            # May be left out (not in the row either), but not null: the row drops nulls.
             values = [item[name] for item in instances if name in item]
             if not values:
                 continue
+        else:
+            columns[name] = values
         if column.is_numeric:
             # type(True) is bool and type(None) is NoneType: only JSON integers pass.
             if set(map(type, values)) != {int} or min(values) < column.minimum \
                     or max(values) > column.maximum:  # type: ignore[operator]
-                return False
+                return None
         else:
             try:
                 if not CATEGORY_SETS[name].issuperset(values):  # a number never equals a str
-                    return False
+                    return None
             except TypeError:  # an array or object among the values
-                return False
-    return True
+                return None
+    return columns
 
 
 def validate_applicant(payload: Any, prefix: str = "") -> tuple[dict[str, Any], dict[str, str]]:
@@ -156,10 +162,19 @@ def validate_applicant(payload: Any, prefix: str = "") -> tuple[dict[str, Any], 
     return row, errors
 
 
-def validate_request(payload: Any, max_batch_size: int) -> tuple[list[dict[str, Any]], bool]:
+class ScoringRequest(NamedTuple):
+    """A valid scoring request: its rows, whether it was a batch, and the rows field by
+    field when validation read them so (a clean batch; None otherwise)."""
+
+    rows: list[dict[str, Any]]
+    batch: bool
+    columns: dict[str, list[Any]] | None = None
+
+
+def validate_request(payload: Any, max_batch_size: int) -> ScoringRequest:
     """All rows of a scoring request and whether it was a batch; ValidationFailed otherwise."""
     if isinstance(payload, dict) and BATCH_KEY in payload:
-        return _validate_batch(payload, max_batch_size), True
+        return _validate_batch(payload, max_batch_size)
     if not isinstance(payload, dict):
         raise ValidationFailed({"body": "must be a JSON object: one applicant, or "
                                         f"{{\"{BATCH_KEY}\": [applicants]}} "
@@ -167,10 +182,10 @@ def validate_request(payload: Any, max_batch_size: int) -> tuple[list[dict[str, 
     row, errors = validate_applicant(payload)
     if errors:
         raise ValidationFailed(errors)
-    return [row], False
+    return ScoringRequest([row], batch=False)
 
 
-def _validate_batch(payload: dict[str, Any], max_batch_size: int) -> list[dict[str, Any]]:
+def _validate_batch(payload: dict[str, Any], max_batch_size: int) -> ScoringRequest:
     errors = too_many_keys(payload, 1, "body") or {
         str(name): f"unknown field; a batch holds only \"{BATCH_KEY}\""
         for name in payload if name != BATCH_KEY}
@@ -184,8 +199,9 @@ def _validate_batch(payload: dict[str, Any], max_batch_size: int) -> list[dict[s
                              f"(got {len(instances)})")
     if errors:
         raise ValidationFailed(errors)
-    if batch_is_clean(instances):
-        return instances
+    columns = batch_columns(instances)
+    if columns is not None:
+        return ScoringRequest(instances, batch=True, columns=columns)
     rows = []
     for index, item in enumerate(instances):
         row, problems = validate_applicant(item, f"{BATCH_KEY}[{index}]")
@@ -193,7 +209,7 @@ def _validate_batch(payload: dict[str, Any], max_batch_size: int) -> list[dict[s
         rows.append(row)
     if errors:
         raise ValidationFailed(errors)
-    return rows
+    return ScoringRequest(rows, batch=True)
 
 
 def is_protected(name: str) -> bool:

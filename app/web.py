@@ -93,7 +93,7 @@ def submit() -> Any:
     values = {name: value for name, value in request.form.items()}
     payload = form_payload(values)
     try:
-        rows, _ = validate_request(payload, max_batch_size=1)
+        rows = validate_request(payload, max_batch_size=1).rows
     except ValidationFailed as error:
         return _render_form(values, form_messages(error.fields, payload), 422)
     try:

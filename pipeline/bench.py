@@ -10,8 +10,11 @@ figure sees the same machine conditions:
 - `predict_batch_<n>_nginx`: a batch of n applicants (1,000 by default) on BATCH_CONNECTIONS
   connections, whose server time is read from NGINX's access log (upstream_response_time of
   the batch's request id);
-- then, paced at half the one-row maximum throughput, one-row predict through NGINX and the
-  no-op, for their p99 at the same rate (wrk's `delay()`: a closed loop with think time).
+- then, paced at half the one-row maximum throughput straight to Gunicorn, one-row predict
+  and the no-op, both straight to Gunicorn, for their p99 at the same rate (wrk's `delay()`:
+  a closed loop with think time). Like for like: the no-op has no NGINX in front of it, so
+  the target compares the service with the framework, not with the proxy. The same rate
+  through NGINX is measured too, as information (the proxy's share of the tail).
 
 wrk (C, one thread) is the load generator, so the client is not the bottleneck on a small
 machine; its CPU share is reported. It cannot choose its source address, so `make bench`
@@ -55,8 +58,10 @@ RESULT_MARK = "BENCH-RESULT "
 NOOP = "noop"
 HEALTHZ_DIRECT = "healthz_direct"
 HEALTHZ_NGINX = "healthz_nginx"
+SINGLE_DIRECT = "predict_single_direct"
 SINGLE_NGINX = "predict_single_nginx"
-PACED_PREDICT = "paced_predict_single_nginx"
+PACED_PREDICT = "paced_predict_single_direct"
+PACED_PREDICT_NGINX = "paced_predict_single_nginx"
 PACED_NOOP = "paced_noop"
 # Batches are CPU-bound: with one connection per Gunicorn worker (make bench runs two) the
 # server time is the batch's own cost, not time queued behind other batches for the GIL.
@@ -139,7 +144,7 @@ def endpoints(batch_size: int) -> list[Endpoint]:
     return [Endpoint(NOOP, "noop", "GET", "/healthz"),
             Endpoint(HEALTHZ_DIRECT, "gunicorn", "GET", "/healthz"),
             Endpoint(HEALTHZ_NGINX, "nginx", "GET", "/healthz"),
-            Endpoint("predict_single_direct", "gunicorn", "POST", "/api/v1/predict", one, 1),
+            Endpoint(SINGLE_DIRECT, "gunicorn", "POST", "/api/v1/predict", one, 1),
             Endpoint(SINGLE_NGINX, "nginx", "POST", "/api/v1/predict", one, 1),
             Endpoint(batch_name(batch_size), "nginx", "POST", "/api/v1/predict",
                      json.dumps({"instances": batch}).encode(), batch_size,
@@ -217,6 +222,8 @@ class Settings:
     rounds: int = 3
     batch_size: int = 1000
     warmup_seconds: float = 1.0
+    # Gunicorn pid files whose workers' memory is read: "service" and "noop".
+    pid_files: dict[str, Path | None] = field(default_factory=dict)
 
 
 def benchmark(settings: Settings, directory: Path) -> dict[str, Any]:
@@ -238,23 +245,26 @@ def benchmark(settings: Settings, directory: Path) -> dict[str, Any]:
 
     for endpoint in targets:
         measure(endpoint, "warmup", settings.warmup_seconds)
+    rss_after_warmup = {name: worker_rss_mb(path) for name, path in settings.pid_files.items()}
     for number in range(settings.rounds):
         shift = number % len(targets)
         for endpoint in targets[shift:] + targets[:shift]:
             samples[endpoint.name].runs.append(measure(endpoint, "measure", settings.seconds))
     results = {endpoint.name: samples[endpoint.name].summary(endpoint) for endpoint in targets}
 
-    rate = results[SINGLE_NGINX]["requests_per_second"] / 2
-    paced_pair = [Endpoint(PACED_PREDICT, *_fields(targets, SINGLE_NGINX)),
-                  Endpoint(PACED_NOOP, *_fields(targets, NOOP))]
+    rate = results[SINGLE_DIRECT]["requests_per_second"] / 2
+    paced_pair = [Endpoint(PACED_PREDICT, *_fields(targets, SINGLE_DIRECT)),
+                  Endpoint(PACED_NOOP, *_fields(targets, NOOP)),
+                  Endpoint(PACED_PREDICT_NGINX, *_fields(targets, SINGLE_NGINX))]
     paced = {endpoint.name: Samples() for endpoint in paced_pair}
     interval_ms = settings.connections * 1000 / rate if rate else None  # per connection
     if interval_ms is not None:
         for number in range(settings.rounds):
-            for endpoint in paced_pair[number % 2:] + paced_pair[:number % 2]:
+            shift = number % len(paced_pair)
+            for endpoint in paced_pair[shift:] + paced_pair[:shift]:
                 paced[endpoint.name].runs.append(
                     measure(endpoint, "paced", settings.seconds, interval_ms))
-    return {"endpoints": results,
+    return {"endpoints": results, "rss_after_warmup_mb": rss_after_warmup,
             "paced": {"target_requests_per_second": round(rate, 1),
                       **{endpoint.name: paced[endpoint.name].summary(endpoint)
                          for endpoint in paced_pair}},
@@ -405,7 +415,7 @@ def table(report: dict[str, Any]) -> str:
                      f"{result['rows_per_second']:>9.1f} {_number(latency['p50']):>7} "
                      f"{_number(latency['p99']):>7}")
     lines.append(f"paced runs at {report['paced']['target_requests_per_second']} req/s "
-                 "(half the one-row maximum through NGINX)")
+                 "(half the one-row maximum straight to Gunicorn)")
     lines += ["", f"{'target':<54} {'value':>8} {'goal':>8} {'met':>4}"]
     for item in report["targets"]:
         met = "-" if item["met"] is None else ("yes" if item["met"] else "no")
@@ -414,10 +424,11 @@ def table(report: dict[str, Any]) -> str:
     generator = report["load_generator"]
     lines.append(f"\nload generator (wrk) CPU: {_percent(generator['machine_share'])} of the "
                  f"machine ({_number(generator['cores_used'])} cores while it ran)")
-    rss = report["rss_mb"]
-    lines.append("RSS per worker after the runs: service "
-                 f"{', '.join(map(str, rss['service'])) or '-'} MB; bare Flask "
-                 f"{', '.join(map(str, rss['noop'])) or '-'} MB")
+    for when, key in (("warm-up", "rss_after_warmup_mb"), ("the runs", "rss_mb")):
+        rss = report.get(key) or {}
+        lines.append(f"RSS per worker after {when}: service "
+                     f"{', '.join(map(str, rss.get('service', []))) or '-'} MB; bare Flask "
+                     f"{', '.join(map(str, rss.get('noop', []))) or '-'} MB")
     image = report.get("image") or {}
     size = image.get("size_bytes")
     lines.append(f"image size: {size / 1e6:.1f} MB ({image['name']})" if size
@@ -462,12 +473,13 @@ def main(argv: list[str] | None = None) -> int:
                               "gunicorn": args.gunicorn_url.rstrip("/"),
                               "noop": args.noop_url.rstrip("/")},
                         connections=args.connections, seconds=args.seconds,
-                        rounds=args.rounds, batch_size=args.batch_size)
+                        rounds=args.rounds, batch_size=args.batch_size,
+                        pid_files={"service": args.pid_file, "noop": args.noop_pid_file})
     log_offset = args.nginx_log.stat().st_size if args.nginx_log and \
         args.nginx_log.is_file() else 0
     with tempfile.TemporaryDirectory(prefix="bench-") as directory:
         measured = benchmark(settings, Path(directory))
-    rss = {"service": worker_rss_mb(args.pid_file), "noop": worker_rss_mb(args.noop_pid_file)}
+    rss = {name: worker_rss_mb(path) for name, path in settings.pid_files.items()}
     single = next(item for item in endpoints(1) if item.name == SINGLE_NGINX)
     report: dict[str, Any] = {
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Protocol
 
@@ -44,6 +44,13 @@ NODE_FIELDS = ("value", "feature_idx", "num_threshold", "left", "right", "is_lea
                "is_categorical")
 
 Row = Mapping[str, Any]
+# The same rows field by field: name -> one value per row (see columns_of).
+Columns = Mapping[str, Sequence[Any]]
+
+
+def columns_of(rows: Sequence[Row], names: Sequence[str]) -> dict[str, list[Any]]:
+    """The rows' values of each field in `names`, one list per field (a C loop each)."""
+    return {name: list(map(itemgetter(name), rows)) for name in names}
 
 
 class FastScorerRefused(Exception):
@@ -67,24 +74,33 @@ class RowEncoder:
     mean: np.ndarray
     scale: np.ndarray
     one_hot: tuple[tuple[str, dict[str, int]], ...]  # input name, category -> output column
+    input_names: tuple[str, ...] = field(init=False)  # the applicant fields the encoding reads
 
-    def encode(self, rows: Sequence[Row]) -> np.ndarray:
-        """The encoded matrix the estimator sees, built from validated applicant dicts."""
+    def __post_init__(self) -> None:
+        # The applicant fields the encoding reads, worked out once (read on every request).
+        object.__setattr__(self, "input_names",
+                           self.numeric_names + tuple(name for name, _ in self.one_hot))
+
+    def encode(self, rows: Sequence[Row], columns: Columns | None = None) -> np.ndarray:
+        """The encoded matrix the estimator sees, built from validated applicant dicts;
+        `columns`, when the caller has read them already, holds the same rows field by field."""
+        if columns is None or not columns.keys() >= set(self.input_names):
+            columns = columns_of(rows, self.input_names)
         count = len(rows)
         encoded = np.zeros((count, self.width))
         if self.numeric_names:
-            # One itemgetter call per row (C), not one subscript per value.
-            values = np.array(list(map(itemgetter(*self.numeric_names), rows)),
-                              dtype=np.float64).reshape(count, -1)
+            values = np.array([columns[name] for name in self.numeric_names],
+                              dtype=np.float64)
             # StandardScaler.transform's own operations, in its order: the same bits.
-            values -= self.mean
-            values /= self.scale
-            encoded[:, self.numeric_columns] = values
+            values -= self.mean[:, None]
+            values /= self.scale[:, None]
+            encoded[:, self.numeric_columns] = values.T
         if self.one_hot:
-            # Input by input (C loops over the rows): the output column of each row's category.
-            hot = [list(map(lookup.__getitem__, map(itemgetter(name), rows)))
-                   for name, lookup in self.one_hot]
-            encoded[np.tile(np.arange(count), len(self.one_hot)), np.ravel(hot)] = 1.0
+            # Input by input (C loops over the rows): the output column of each row's category;
+            # the row numbers broadcast against that (inputs x rows) table.
+            hot = np.array([list(map(lookup.__getitem__, columns[name]))
+                            for name, lookup in self.one_hot], dtype=np.intp)
+            encoded[np.arange(count), hot] = 1.0
         return encoded
 
 
@@ -140,9 +156,11 @@ class FastScorer:
     head: Head
     positive_is_second: bool  # the positive label is classes_[1] (else classes_[0])
 
-    def predict_proba_bad(self, rows: Sequence[Row]) -> np.ndarray:
-        """Probability of the positive label (bad risk) for each applicant dict."""
-        second = expit(self.head.raw(self.encoder.encode(rows)))
+    def predict_proba_bad(self, rows: Sequence[Row],
+                          columns: Columns | None = None) -> np.ndarray:
+        """Probability of the positive label (bad risk) for each applicant dict (`columns`:
+        the same rows field by field, when the caller has them)."""
+        second = expit(self.head.raw(self.encoder.encode(rows, columns)))
         # scikit-learn's binary predict_proba: [1 - p, p] with p = expit(raw).
         return second if self.positive_is_second else 1 - second
 

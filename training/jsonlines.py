@@ -30,9 +30,10 @@ import orjson
 
 logger = logging.getLogger(__name__)
 
-# Compact, key-sorted lines; one encoder for every line (it is on the request path).
-_encode = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
-_ORJSON_LINE = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+# Compact lines, keys in the order the record was built; one encoder for every line (it is
+# on the request path, where sorting the keys of a 1,000-row batch's lines doubled its cost).
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_ORJSON_LINE = orjson.OPT_APPEND_NEWLINE
 
 # Read backwards in blocks of this size: a window of the newest lines costs about its size.
 BLOCK_BYTES = 64 * 1024
@@ -105,7 +106,7 @@ def read_json_lines(path: Path, last: int | None = None) -> list[dict[str, Any]]
 
 
 def encode_lines(records: Iterable[dict[str, Any]]) -> bytes:
-    """Records as compact, key-sorted JSON lines (orjson: a 1,000-row batch's lines cost a
+    """Records as compact JSON lines (orjson: a 1,000-row batch's lines cost a
     fraction of the standard library's; what orjson refuses, e.g. integers over 64 bits,
     is written by the standard library)."""
     lines = []

@@ -56,8 +56,8 @@ def test_openapi_batch_limit_is_the_configured_one(make_app: Any) -> None:
 def test_openapi_example_validates_and_scores(client: FlaskClient,
                                               document: dict[str, Any]) -> None:
     example = document["components"]["schemas"]["Applicant"]["example"]
-    rows, batch = validate_request(example, max_batch_size=1)
-    assert rows == [example] and not batch
+    request = validate_request(example, max_batch_size=1)
+    assert request.rows == [example] and not request.batch
     assert client.post("/api/v1/predict", json=example).status_code == 200
 
 

@@ -119,14 +119,16 @@ def test_server_times_come_from_the_batch_requests_after_the_offset(tmp_path: Pa
 def test_the_table_shows_endpoints_targets_cpu_and_memory() -> None:
     full = report(tool="wrk 4.1.0", connections=8, rounds=3, seconds=5.0, model_version="v1",
                   host={"cpus": 2}, load_generator={"machine_share": 0.21, "cores_used": 0.42},
-                  rss_mb={"service": [101.5, 102.0], "noop": [40.1]}, image={})
+                  rss_mb={"service": [101.5, 102.0], "noop": [40.1]}, image={},
+                  rss_after_warmup_mb={"service": [99.0, 98.5], "noop": [40.0]})
     full["paced"]["target_requests_per_second"] = 100.0
     full["targets"] = bench.judge(full)
     text = bench.table(full)
     assert "predict_single_nginx" in text and "paced_noop" in text
     assert "1  one-row predict / /healthz, through NGINX (req/s)" in text
     assert "21% of the machine" in text
-    assert "service 101.5, 102.0 MB; bare Flask 40.1 MB" in text
+    assert "after warm-up: service 99.0, 98.5 MB; bare Flask 40.0 MB" in text
+    assert "after the runs: service 101.5, 102.0 MB; bare Flask 40.1 MB" in text
 
 
 def test_applicants_cycle_the_data_when_a_batch_is_larger() -> None:

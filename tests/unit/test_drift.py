@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -28,6 +29,16 @@ def test_psi_stays_finite_when_a_bin_empties() -> None:
 def test_numeric_fractions_catch_values_outside_the_reference_range() -> None:
     fractions = numeric_fractions(pd.Series([-100, 5, 1000]), [0, 10, 20])
     assert fractions == pytest.approx([2 / 3, 1 / 3])
+
+
+@pytest.mark.parametrize("edges", [[0, 10, 20, 30], [0, 10, 10, 30], [5, 5, 5, 5, 40]])
+def test_numeric_fractions_are_numpy_histogram_shares_with_open_outer_bins(
+        edges: list[float]) -> None:
+    """Values on an edge go right, as in np.histogram; repeated edges make empty bins."""
+    values = np.array([-3, 0, 5, 10, 10, 20, 29, 30, 31, 44, 5, 5])
+    open_edges = np.array([-np.inf, *edges[1:-1], np.inf])
+    counts, _ = np.histogram(values, bins=open_edges)
+    assert numeric_fractions(values, edges) == list(counts / len(values))
 
 
 def test_holdout_of_the_training_data_shows_no_drift(trained_model: LoadedModel,

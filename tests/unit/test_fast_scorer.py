@@ -19,7 +19,7 @@ from training.artifact import LoadedModel, load_artifact, with_fast_scorer
 from training.config import TrainingConfig
 from training.data import load_split
 from training.fast_scorer import (PARITY_TOLERANCE, FastScorerRefused, build_fast_scorer,
-                                  parity_rows, random_applicants)
+                                  columns_of, parity_rows, random_applicants)
 from training.features import build_preprocessor
 from training.schema import FEATURES, TARGET, feature_names
 from training.train import build_model
@@ -96,6 +96,23 @@ def test_fast_scorer_scores_one_row_as_it_scores_it_in_a_batch(
     one_by_one = np.array([model.predict_proba_bad_rows([row])[0] for row in rows])
     np.testing.assert_allclose(one_by_one, pipeline_answer(model, rows), rtol=0,
                                atol=PARITY_TOLERANCE)
+
+
+def test_the_columns_a_batch_was_validated_into_encode_to_the_same_bits(
+        tiny_model: tuple[LoadedModel, pd.DataFrame]) -> None:
+    model, _ = tiny_model
+    assert model.fast_scorer is not None
+    encoder = model.fast_scorer.encoder
+    rows = random_applicants(50, seed=5)
+    from_rows = encoder.encode(rows)
+    columns = columns_of(rows, encoder.input_names)
+    np.testing.assert_array_equal(encoder.encode(rows, columns), from_rows)
+    np.testing.assert_array_equal(model.predict_proba_bad_rows(rows, columns),
+                                  model.predict_proba_bad_rows(rows))
+    # Columns lacking a field the encoder reads are not trusted: the rows are read again.
+    partial = {name: values for name, values in columns.items()
+               if name != encoder.input_names[-1]}
+    np.testing.assert_array_equal(encoder.encode(rows, partial), from_rows)
 
 
 def test_reference_rows_cover_every_category_and_bound_of_every_input() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from app.validation import ACCEPTS, batch_is_clean, check_value, validate_applicant, \
-    validate_request
+from app.validation import ACCEPTS, ScoringRequest, batch_columns, check_value, \
+    validate_applicant, validate_request
 from training.fast_scorer import random_applicants
 from training.schema import INPUTS
 
@@ -53,9 +53,12 @@ def test_the_column_wise_batch_check_passes_exactly_the_batches_whose_rows_are_t
         batch[1] = {**batch[1], column.name: value}
         rows, problems = _per_row(batch)
         expected = not problems and rows == batch
-        assert batch_is_clean(batch) == expected, (column.name, value)
+        columns = batch_columns(batch)
+        assert (columns is not None) == expected, (column.name, value)
         if expected:
-            assert validate_request({"instances": batch}, 10) == (rows, True)
+            assert columns == {name: [row[name] for row in batch] for name in batch[0]}
+            assert validate_request({"instances": batch}, 10) == \
+                ScoringRequest(rows, batch=True, columns=columns)
 
 
 @pytest.mark.parametrize("change", [
@@ -68,11 +71,24 @@ def test_the_column_wise_batch_check_refuses_what_the_per_row_check_refuses(
         change: Any) -> None:
     batch = random_applicants(3, seed=11)
     batch[2] = change(batch[2])
-    assert _per_row(batch)[1] and not batch_is_clean(batch)
+    assert _per_row(batch)[1] and batch_columns(batch) is None
 
 
 def test_an_optional_field_left_out_stays_out_of_the_clean_row() -> None:
     optional = next(column for column in INPUTS if not column.required)
     batch = random_applicants(2, seed=3)
-    assert optional.name not in batch[0] and batch_is_clean(batch)
-    assert validate_request({"instances": batch}, 10) == (_per_row(batch)[0], True)
+    columns = batch_columns(batch)
+    assert optional.name not in batch[0] and columns is not None
+    assert optional.name not in columns
+    assert validate_request({"instances": batch}, 10) == \
+        ScoringRequest(_per_row(batch)[0], batch=True, columns=columns)
+
+
+def test_an_optional_field_some_rows_hold_is_checked_but_not_a_column() -> None:
+    optional = next(column for column in INPUTS if not column.required)
+    batch = random_applicants(2, seed=5)
+    batch[0] = {**batch[0], optional.name: optional.categories[0]}
+    columns = batch_columns(batch)
+    assert columns is not None and optional.name not in columns
+    batch[0] = {**batch[0], optional.name: "not a category"}
+    assert batch_columns(batch) is None
