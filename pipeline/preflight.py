@@ -30,6 +30,7 @@ SETUP_JOB = "setup"
 TEST_JOB = "test"
 PIPELINE_JOB = "pipeline"
 LINT_JENKINSFILE_JOB = "lint-jenkinsfile"
+NPM_JOB = "npm"
 
 
 def find_executable(name: str) -> str | None:
@@ -119,13 +120,16 @@ JOBS: dict[str, Job] = {
     SETUP_JOB: Job("make setup", (PYTHON_VENV,)),
     # The real-component tests: NGINX, Chromium, the engine with compose and base images
     # (debootstrap builds stand-ins when no registry answers); wrk and stress-ng drive load.
+    # Node: npm installs the pinned Helm that the pipeline kind's chart tests run.
     TEST_JOB: Job("make test", (PYTHON_VENV, NGINX, DOCKER_ENGINE, COMPOSE, DEBOOTSTRAP,
-                                CHROMIUM, CHROMEDRIVER, WRK, STRESS_NG), needs_engine=True),
+                                CHROMIUM, CHROMEDRIVER, WRK, STRESS_NG, NODE),
+                  needs_engine=True),
     f"{PIPELINE_JOB}-{DOCKER}": Job("make pipeline (Docker mode)",
                                     (PYTHON_VENV, DOCKER_ENGINE, COMPOSE, JINJA2),
                                     needs_engine=True),
     f"{PIPELINE_JOB}-{NATIVE}": Job("make pipeline (native mode)", (PYTHON_VENV, NGINX, JINJA2)),
     LINT_JENKINSFILE_JOB: Job("make lint-jenkinsfile", (NODE, JAVA)),
+    NPM_JOB: Job("npm ci (npm-groovy-lint, Helm)", (NODE,)),
 }
 
 
