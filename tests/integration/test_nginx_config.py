@@ -9,14 +9,16 @@ import pytest
 
 from app import create_app
 from app.config import DEFAULTS
+from pipeline import swarm
 from pipeline.bench import applicants
 from tests import servers
 from training.registry import Registry
 
-PLACEHOLDERS = {"${NGINX_UPSTREAM}", "${NGINX_LISTEN}", "${NGINX_STATIC_ROOT}"}
+PLACEHOLDERS = {"${NGINX_UPSTREAM}", "${NGINX_LISTEN}", "${NGINX_STATIC_ROOT}",
+                "${NGINX_BACKEND}"}
 
 
-def test_template_has_exactly_the_three_environment_placeholders() -> None:
+def test_template_has_exactly_the_four_environment_placeholders() -> None:
     found = set(re.findall(r"\$\{[A-Z_]+\}", servers.NGINX_TEMPLATE.read_text()))
     assert found == PLACEHOLDERS
 
@@ -127,3 +129,19 @@ def test_nginx_buffers_hold_the_largest_responses_of_the_app(
     print(f"NGINX response buffers: {capacity} bytes; largest answers: {sizes}")
     assert answers["full batch"].status_code == 200
     assert max(sizes.values()) <= capacity, sizes
+
+
+def test_swarm_site_config_resolves_the_app_per_request_and_passes_nginx_t(
+        tmp_path: Path) -> None:
+    """Under Swarm every proxy_pass goes to the app's name, resolved through Docker's DNS;
+    the image's listen address and static root stay."""
+    site = swarm.swarm_site_config()
+    assert "set $credit_risk_backend app:8000;" in site
+    assert site.count("proxy_pass http://$credit_risk_backend;") == 4
+    assert "proxy_pass http://credit_risk_app" not in site
+    assert "resolver 127.0.0.11 valid=2s" in site
+    assert "alias /usr/share/nginx/credit-risk/static/;" in site
+    (tmp_path / "credit-risk.conf").write_text(site.replace("listen 80 ", "listen 127.0.0.1:9 "))
+    (tmp_path / "nginx.conf").write_text(servers.NGINX_MAIN.read_text())
+    checked = servers.check_nginx_config(tmp_path / "nginx.conf")
+    assert checked.returncode == 0, checked.stderr

@@ -17,6 +17,7 @@ from flask import Flask
 
 from app import api, web
 from app.config import DEFAULTS
+from pipeline import deployment
 from tests.helpers import require_component
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -243,3 +244,22 @@ def test_feedback_with_several_replicas_needs_one_shared_log_volume() -> None:
 def test_the_values_schema_refuses_bad_values_naming_them(option: str, named: str) -> None:
     completed = helm("template", "credit-risk", str(CHART), "--set", option)
     assert completed.returncode != 0 and named in completed.stderr, completed.stderr
+
+
+# --- what `make deploy DEPLOY_TARGET=kubernetes` runs ------------------------------------
+def test_helm_up_uses_only_flags_the_pinned_helm_knows() -> None:
+    """Helm 4 renamed --atomic; the recipe's flags must be the pinned Helm's own."""
+    recipe = re.search(r"^helm-up:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M)
+    assert recipe is not None
+    flags = set(re.findall(r"(--[a-z-]+)", recipe.group(1)))
+    assert {"--install", "--rollback-on-failure", "--wait", "--timeout"} <= flags
+    known = set(re.findall(r"(--[a-z-]+)", helm("upgrade", "--help").stdout))
+    assert flags <= known, flags - known
+
+
+def test_the_replica_check_selects_the_charts_pods() -> None:
+    """pipeline/deployment.py finds the pods by the chart's selector labels."""
+    selector = only(render(), "Deployment")["spec"]["selector"]["matchLabels"]
+    assert selector == {"app.kubernetes.io/name": deployment.CHART,
+                        "app.kubernetes.io/instance": "credit-risk"}
+    assert APP_CONTAINER in containers(render())

@@ -8,6 +8,7 @@ are files, and every setting the controller reads is documented in .env.example.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -18,6 +19,8 @@ import pytest
 import yaml
 from yamllint import linter
 from yamllint.config import YamlLintConfig
+
+from pipeline import deployment
 
 ROOT = Path(__file__).resolve().parents[2]
 JENKINS = ROOT / "jenkins"
@@ -259,25 +262,62 @@ def test_make_up_and_down_touch_only_the_stacks_services() -> None:
     assert "--remove-orphans" not in make_dry_run("down")
 
 
+@pytest.mark.parametrize(("target", "runs"), [
+    ("compose", r"up -d --no-build app nginx"),
+    ("swarm", r"-m pipeline\.swarm --stack credit-risk --timeout \d+ up\n"),
+    ("kubernetes", r"build/tools/helm upgrade --install credit-risk deploy/helm/credit-risk "),
+])
+def test_deploy_goes_where_deploy_target_says(target: str, runs: str) -> None:
+    # (`make test-pipeline` has unpacked Helm, which helm-up needs, before this runs.)
+    dry = make_dry_run("deploy", DEPLOY_TARGET=target, IMAGE_TAG="t")
+    assert re.search(runs, dry), dry
+
+
+def test_an_unknown_deploy_target_is_refused_by_name() -> None:
+    refused = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "deploy",
+                              "DEPLOY_TARGET=nomad"], capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert refused.returncode != 0
+    assert "DEPLOY_TARGET=nomad is not one of: compose swarm kubernetes" in refused.stderr
+
+
+def test_the_deploy_targets_are_one_list() -> None:
+    choices = ast.literal_eval(dict((name, default) for _, name, default in
+                                    jenkinsfile_parameters("credit-risk"))["DEPLOY_TARGET"])
+    makefile = re.search(r"^DEPLOY_TARGETS := (.*)$", read(ROOT / "Makefile"), re.M)
+    assert tuple(choices) == deployment.TARGETS == tuple(makefile.group(1).split())
+
+
+def test_the_smoke_test_of_kubernetes_needs_the_ingress_url() -> None:
+    refused = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "smoke",
+                              "DEPLOY_TARGET=kubernetes", "PIPELINE_MODE=docker"],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert refused.returncode != 0
+    assert "set SMOKE_URL to the Ingress's URL" in refused.stderr
+
+
 # --- 4. a restart keeps the parameters, triggers and options --------------------------------
 
 def jenkinsfile_parameters(job: str) -> list[tuple[str, str, str]]:
-    """(type, name, default) of the job's Jenkinsfile's parameters."""
-    found = re.findall(r"(booleanParam|string)\(name: '(\w+)', defaultValue: ('[^']*'|\w+)",
+    """(type, name, default) of the job's Jenkinsfile's parameters; a choice's "default" is
+    its list of choices (the first is the default)."""
+    found = re.findall(r"(booleanParam|string|choice)\(name: '(\w+)', "
+                       r"(?:defaultValue|choices): ('[^']*'|\w+|\[[^\]]*\])",
                        block(jenkinsfile(job), "parameters"))
-    return [("string" if kind == "string" else kind, name, default.strip("'"))
-            for kind, name, default in found]
+    return [(kind, name, default.strip("'")) for kind, name, default in found]
 
 
 def job_dsl_parameters(job: str) -> list[tuple[str, str, str]]:
-    """(type, name, default) of the job's parameters in Job DSL."""
-    found = re.findall(r"(booleanParam|stringParam)\('(\w+)', ('[^']*'|\w+)",
+    """(type, name, default) of the job's parameters in Job DSL, named as in Declarative."""
+    declarative = {"stringParam": "string", "choiceParam": "choice"}
+    found = re.findall(r"(booleanParam|stringParam|choiceParam)\('(\w+)', "
+                       r"('[^']*'|\w+|\[[^\]]*\])",
                        block(job_definition(job), "parameters"))
-    return [("string" if kind == "stringParam" else kind, name, default.strip("'"))
+    return [(declarative.get(kind, kind), name, default.strip("'"))
             for kind, name, default in found]
 
 
-@pytest.mark.parametrize("job, count", [("credit-risk", 3), ("credit-risk-mutation", 1)])
+@pytest.mark.parametrize("job, count", [("credit-risk", 4), ("credit-risk-mutation", 1)])
 def test_job_dsl_declares_the_jenkinsfiles_parameters(job: str, count: int) -> None:
     assert len(jenkinsfile_parameters(job)) == count
     assert job_dsl_parameters(job) == jenkinsfile_parameters(job)
