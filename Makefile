@@ -112,13 +112,13 @@ validate: setup ## validate data/credit.csv (or DATA=path) against the schema
 
 train: setup ## train, evaluate and gate a model; register it and promote it if it passes
 	$(PY) -m training train --data $(DATA) --output $(MODEL_DIR)
-	$(PY) -m training gate --candidate $(MODEL_DIR) --data $(DATA)
+	TRAINING_PROMOTION=$(PROMOTION) $(PY) -m training gate --candidate $(MODEL_DIR) --data $(DATA)
 
 evaluate: setup ## score the production model on the holdout
 	$(PY) -m training evaluate --data $(DATA)
 
-gate: setup ## champion/challenger gate for build/model (MODEL_DIR) against the production registry
-	$(PY) -m training gate --candidate $(MODEL_DIR) --data $(DATA)
+gate: setup ## champion/challenger gate for build/model (MODEL_DIR) against the production registry; PROMOTION=direct|canary
+	TRAINING_PROMOTION=$(PROMOTION) $(PY) -m training gate --candidate $(MODEL_DIR) --data $(DATA)
 
 rollback: setup ## point production back at the previous model version
 	$(PY) -m training rollback
@@ -272,6 +272,10 @@ export COMPOSE_PROJECT_NAME ?= credit-risk
 # on the cluster kubectl and helm point at). Swarm uses COMPOSE_PROJECT_NAME as its stack
 # name, so both targets name the same volumes: production state carries over between them.
 DEPLOY_TARGET ?= compose
+# How a challenger the gate passes reaches production (training/canary.py lists the ways):
+# direct, or canary first, on TRAINING_CANARY_SHARE of the requests until canary-report
+# decides. The training containers and `make gate` read it as TRAINING_PROMOTION.
+PROMOTION ?= direct
 DEPLOY_TARGETS := compose swarm kubernetes
 CHECK_DEPLOY_TARGET = $(if $(filter $(DEPLOY_TARGET),$(DEPLOY_TARGETS)),true,\
 	echo "DEPLOY_TARGET=$(DEPLOY_TARGET) is not one of: $(DEPLOY_TARGETS)" >&2; exit 2)
@@ -313,8 +317,9 @@ SMOKE_IN_CONTAINER = docker run --rm -i --network host --entrypoint python $(APP
 # (Docker mode) or the local registry's production version (native mode). With RETRAIN=true
 # the gate stage promoted a retrained model, not the image's: the expected version is then
 # the stack's production pointer.
-SMOKE_RETRAINED = $(filter true,$(RETRAIN))
-SMOKE_EXPECTED_DOCKER = $(if $(SMOKE_RETRAINED),docker run --rm --network none \
+# The same with PROMOTION=canary: the image's model may be the canary, not production.
+SMOKE_FROM_REGISTRY = $(or $(filter true,$(RETRAIN)),$(filter canary,$(PROMOTION)))
+SMOKE_EXPECTED_DOCKER = $(if $(SMOKE_FROM_REGISTRY),docker run --rm --network none \
 	-v $(REGISTRY_VOLUME):/var/lib/credit/registry $(APP_REF) \
 	cat /var/lib/credit/registry/production,\
 	docker image inspect --format '{{index .Config.Labels "$(MODEL_LABEL)"}}' $(APP_REF))
@@ -451,7 +456,11 @@ TRAINING_CONTAINER = $(if $(filter kubernetes,$(DEPLOY_TARGET)),--network host \
 	-e MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI),--network $(STACK_NETWORK) \
 	-e MLFLOW_TRACKING_URI=http://mlflow:5000) \
 	-e TRAINING_TRACKING=on -e MLFLOW_DISABLE_TELEMETRY=true \
-	-v $(REGISTRY_VOLUME):/var/lib/credit/registry
+	-e TRAINING_PROMOTION=$(PROMOTION) -v $(REGISTRY_VOLUME):/var/lib/credit/registry
+# The stack's prediction and feedback logs (docker-compose.yml's prediction-log volume), read
+# by canary-report-image where the app writes them (the Dockerfile's PREDICTION_LOG).
+LOG_VOLUME = $(COMPOSE_PROJECT_NAME)_prediction-log
+STACK_LOGS = /var/lib/credit/log
 
 # Champion/challenger for the image's model, against the stack's registry of record (its
 # MLflow server, started first; the registry volume is created with compose's labels when
@@ -541,7 +550,7 @@ node_modules/.installed: package.json package-lock.json .npmrc
 
 lint-jenkinsfile: node_modules/.installed ## lint the Jenkinsfile with npm-groovy-lint (pinned; needs Node and Java)
 	@$(MAKE) --no-print-directory system SYSTEM_FOR=lint-jenkinsfile
-	$(GROOVY_LINT) --noserver --failon error --config jenkins/.groovylintrc.json Jenkinsfile jenkins/mutation.Jenkinsfile
+	$(GROOVY_LINT) --noserver --failon error --config jenkins/.groovylintrc.json Jenkinsfile jenkins/*.Jenkinsfile
 
 # --- Kubernetes (issue 14) -----------------------------------------------------------------
 # The Helm chart deploy/helm/credit-risk/. Helm and kubectl are not Debian packages: the
@@ -638,7 +647,7 @@ ACTION ?= none
 .PHONY: retrain pending monitor simulate
 
 retrain: setup ## take in data/incoming, train a challenger on the new snapshot, gate it
-	$(PY) -m training retrain
+	TRAINING_PROMOTION=$(PROMOTION) $(PY) -m training retrain
 
 pending: setup ## exit 0 only when unprocessed batches wait in data/incoming (new-data trigger)
 	@$(PY) -m training pending
@@ -651,6 +660,36 @@ monitor: setup ## retraining needed? (drift, live performance); ACTION=none|retr
 
 simulate: setup ## write a SIMULATED labelled batch to data/incoming: KIND AMOUNT ROWS SEED
 	$(PY) -m training simulate --kind $(KIND) --amount $(AMOUNT) --rows $(ROWS) --seed $(SEED)
+
+# --- canary releases (issue 15) -------------------------------------------------------------
+# A gated version runs beside production (`python -m training canary VERSION --share 0.1`, or
+# --mode shadow) until canary-report, on the service's prediction and feedback logs, promotes
+# or aborts it (CANARY_ACT=true; without it, it only recommends). Exit status 0 when it
+# decided, 5 when there is nothing to decide yet (no canary, or too few outcomes): Jenkins
+# (jenkins/canary.Jenkinsfile) reads reports/canary-report.json.
+CANARY_ACT ?=
+CANARY_ACT_FLAG = $(if $(filter true,$(CANARY_ACT)),--act)
+
+.PHONY: canary-report canary-report-image training-image
+
+canary-report: setup ## compare the canary with production on PREDICTION_LOG and FEEDBACK_LOG; CANARY_ACT=true promotes or aborts
+	$(PY) -m training canary-report $(CANARY_ACT_FLAG)
+
+canary-report-image: tracking-up | $(REPORTS) ## canary-report on the stack: its registry of record and its logs, in a training container
+	@name=$(COMPOSE_PROJECT_NAME)-canary-$$$$; \
+	docker run --name $$name $(TRAINING_CONTAINER) -v $(LOG_VOLUME):$(STACK_LOGS):ro \
+		$(TRACKING_REF) python -m training canary-report $(CANARY_ACT_FLAG) \
+		--log $(STACK_LOGS)/predictions.jsonl \
+		--feedback $(STACK_LOGS)/feedback.jsonl; status=$$?; \
+	docker cp $$name:/var/lib/credit/reports/. $(REPORTS)/ || status=1; \
+	docker rm $$name >/dev/null; exit $$status
+
+# `make training-image ARGS='canary-status'`: any `python -m training` command against the
+# stack's registry of record, as gate-image runs the gate (canary, canary-promote,
+# canary-abort, promote, rollback, list).
+ARGS ?= list
+training-image: tracking-up ## python -m training ARGS on the stack's registry of record (ARGS='canary VERSION --share 0.1')
+	docker run --rm $(TRAINING_CONTAINER) $(TRACKING_REF) python -m training $(ARGS)
 
 # --- mutation testing (issue 16) ------------------------------------------------------------
 # mutmut mutates the core modules setup.cfg's [mutmut] section lists and runs the fast test

@@ -23,6 +23,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the service: settings, model holder, metrics, logs, blueprints, error handlers."""
     # Imported here so that importing the package stays cheap and side-effect free.
     from app import api, web
+    from app.canary import CanaryArm
     from app.config import load_settings
     from app.drift_window import DriftWindow
     from app.errors import register_error_handlers
@@ -47,6 +48,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             model.version, previous.version if previous is not None else None,
             model.scoring_path),
         on_failure=lambda version, error: metrics.model_reload_failures.inc())
+    canary = CanaryArm(registry, float(settings["MODEL_RELOAD_SECONDS"]),
+                       on_trip=lambda release, reason: metrics.canary_tripped.labels(
+                           version=release.version).set(1))
     drift = DriftWindow(int(settings["DRIFT_WINDOW"]), int(settings["DRIFT_EVERY"]),
                         int(settings["DRIFT_MIN_ROWS"]), on_report=metrics.drift_computed,
                         min_seconds=float(settings["DRIFT_MIN_SECONDS"]))
@@ -55,7 +59,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     feedback_log = JsonLinesLog(Path(settings["FEEDBACK_LOG"]),
                                 int(settings["FEEDBACK_LOG_MAX_BYTES"]))
     app.extensions[EXTENSION_KEY] = Service(
-        settings=settings, holder=holder, metrics=metrics,
+        settings=settings, holder=holder, canary=canary, metrics=metrics,
         prediction_log=prediction_log, feedback_log=feedback_log, drift=drift,
         feedback=FeedbackLedger(prediction_log, feedback_log))
     if not settings["FEEDBACK_TOKEN"]:
@@ -71,6 +75,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # The one load at start, in the worker before it serves; later swaps are the watcher's
     # (start_watcher, after the fork). A bad pointer or model leaves the worker unready.
     holder.refresh()
+    canary.holder.refresh()
     if holder.model is None:
         logger.warning("no servable production model in %s yet; /readyz answers 503 until "
                        "one is promoted", registry.root)
@@ -78,9 +83,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def start_watcher(app: Flask) -> None:
-    """Start the model watcher thread of this process (Gunicorn: after the fork)."""
+    """Start the model watcher threads of this process (Gunicorn: after the fork)."""
     from app.service import EXTENSION_KEY
-    app.extensions[EXTENSION_KEY].holder.start_watcher()
+    state = app.extensions[EXTENSION_KEY]
+    state.holder.start_watcher()
+    state.canary.holder.start_watcher()
 
 
 def _configure_logging(level: str) -> None:

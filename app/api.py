@@ -17,7 +17,7 @@ from app import json_body
 from app.errors import MAX_REPORTED_FIELDS, ApiError, error_response
 from app.feedback import AlreadyAnswered, UnknownPrediction, bearer_matches
 from app.model_card import public_card
-from app.model_holder import MODEL_VERSION_HEADER
+from app.model_holder import MODEL_ARM_HEADER, MODEL_VERSION_HEADER
 from app.openapi import build_openapi
 from app.request_id import new_request_id
 from app.scoring import current_model, score_rows
@@ -72,9 +72,10 @@ def predict() -> Any:
     prediction_id = new_request_id()  # issued here: a client's X-Request-ID only traces
     model, scored = score_rows(valid.rows, prediction_id, valid.batch, valid.columns)
     response = json_body.response({"request_id": prediction_id, "model_version": model.version,
-                                   "threshold": model.threshold,
+                                   "arm": scored.arm, "threshold": model.threshold,
                                    "predictions": scored.predictions()})
     response.headers[MODEL_VERSION_HEADER] = model.version
+    response.headers[MODEL_ARM_HEADER] = scored.arm
     return response
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 from flask import Flask, Response, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
                                Histogram, generate_latest, multiprocess, values)
@@ -23,6 +24,9 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
 from app.metrics_files import MIN_FREE_BYTES, free_bytes, merge_lock
 from training.fast_scorer import SCORING_PATHS
 
+# Bands of probability_bad counted per model version and arm: the arms' prediction
+# distributions side by side, ten counter increments per request whatever its size.
+PROBABILITY_BANDS = [f"{low / 10:.1f}-{(low + 1) / 10:.1f}" for low in range(10)]
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # The label values of `method`: anything else a client sends is counted as "other".
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
@@ -84,6 +88,22 @@ class Metrics:
         self.feedback_log_failures = Counter(
             "credit_feedback_log_write_failures_total", "Feedback-log writes that failed.",
             registry=registry)
+        self.arm_rows = Counter("credit_arm_rows_total", "Rows scored per model version and "
+                                "arm (production, canary, or shadow: scored, not answered).",
+                                ["version", "arm"], registry=registry)
+        self.arm_scoring = Histogram("credit_arm_scoring_seconds", "Time a model version took "
+                                     "to score one request's rows, per arm.", ["version", "arm"],
+                                     buckets=LATENCY_BUCKETS, registry=registry)
+        self.arm_probabilities = Counter(
+            "credit_arm_probability_rows_total", "Rows per band of probability_bad, per model "
+            "version and arm (the arms' prediction distributions).",
+            ["version", "arm", "band"], registry=registry)
+        self.canary_failures = Counter("credit_canary_failures_total", "Canary scorings that "
+                                       "failed (answered by production instead).", ["version"],
+                                       registry=registry)
+        self.canary_tripped = Gauge("credit_canary_tripped", "1 when a live worker stopped "
+                                    "using a canary version that broke its limits.",
+                                    ["version"], multiprocess_mode="livemax", registry=registry)
         self.feature_drift = Gauge("credit_feature_drift_psi", "PSI of each input over the "
                                    "recent rows of a worker against the production model's "
                                    "training reference (max over live workers).",
@@ -100,6 +120,17 @@ class Metrics:
             self.model_info.labels(version=previous).set(0)
         self.model_info.labels(version=version).set(1)
         self.model_reloads.inc()
+
+    def arm_scored(self, version: str, arm: str, seconds: float,
+                   probabilities: Sequence[float]) -> None:
+        """Count one request's rows scored by `version` on `arm`, its time and bands."""
+        self.arm_rows.labels(version=version, arm=arm).inc(len(probabilities))
+        self.arm_scoring.labels(version=version, arm=arm).observe(seconds)
+        bands = np.minimum((np.asarray(probabilities, dtype=float) * 10).astype(int), 9)
+        for band, count in enumerate(np.bincount(bands, minlength=10).tolist()):
+            if count:
+                self.arm_probabilities.labels(version=version, arm=arm,
+                                              band=PROBABILITY_BANDS[band]).inc(count)
 
     def drift_computed(self, psi_by_feature: Mapping[str, float], rows: int) -> None:
         """Publish the PSI of every input, then the rows it was computed over."""

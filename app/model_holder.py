@@ -18,6 +18,9 @@ is loaded once, not on every check.
 
 `reload_seconds == 0` (tests, debugging) follows the pointer on the request path instead,
 on every `get()`, and starts no thread.
+
+The same holder follows the canary release (app/canary.py) with `keep_when_unset=False`:
+a pointer that names nothing then stops the model serving, since an ended canary must not.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ FailureCallback = Callable[[str, Exception], None]
 MAX_RETRY_SECONDS = 60.0
 # Every prediction response names the version that scored it in this header (and its body).
 MODEL_VERSION_HEADER = "X-Model-Version"
+# And the arm that answered: production, or the canary while one runs (app/canary.py).
+MODEL_ARM_HEADER = "X-Model-Arm"
 
 
 class ModelSource(Protocol):
@@ -68,8 +73,11 @@ class ModelHolder:
     def __init__(self, source: ModelSource, reload_seconds: float,
                  on_load: LoadCallback | None = None,
                  on_failure: FailureCallback | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 keep_when_unset: bool = True, pointer: str = "production pointer") -> None:
         self.source = source
+        self.keep_when_unset = keep_when_unset
+        self.pointer = pointer  # what the logs call what this holder follows
         self.reload_seconds = reload_seconds
         self._on_load = on_load
         self._on_failure = on_failure
@@ -112,7 +120,7 @@ class ModelHolder:
                                       name="model-watcher", daemon=True)
             thread.start()
             self._watcher_pid = os.getpid()
-        logger.info("watching the production pointer every %gs", self.reload_seconds)
+        logger.info("watching the %s every %gs", self.pointer, self.reload_seconds)
         return True
 
     def stop_watcher(self) -> None:
@@ -145,6 +153,11 @@ class ModelHolder:
             self._report_pointer_error(error)
             return False
         self._pointer_error = ""
+        if name is None and not self.keep_when_unset and self._model is not None:
+            logger.info("%s names no version: %s stops serving", self.pointer,
+                        self._serving_name)
+            self._model = self._serving_name = None
+            return True
         if name is None or name == self._serving_name or not self._due(name):
             return False
         try:
@@ -198,6 +211,6 @@ class ModelHolder:
         """Log an unreadable pointer once per distinct error, not on every check."""
         message = f"{type(error).__name__}: {error}"
         if message != self._pointer_error:
-            logger.error("cannot read the production pointer (still serving %s): %s",
+            logger.error("cannot read the %s (still serving %s): %s", self.pointer,
                          self._serving_name or "nothing", message)
             self._pointer_error = message

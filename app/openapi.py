@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from training import __version__
+from training.canary_release import ARMS
 from training.schema import FEATURES, INPUTS, Column, Role
 
 from app.errors import MAX_REPORTED_FIELDS
@@ -78,6 +79,9 @@ def _schemas(max_batch_size: int, example: dict[str, Any]) -> dict[str, Any]:
             "type": "object", "required": ["request_id", "model_version", "predictions"],
             "properties": {"request_id": {"type": "string"},
                            "model_version": {"type": "string"},
+                           "arm": {"type": "string", "enum": list(ARMS),
+                                   "description": "Which arm scored every row: production, "
+                                                  "or the canary while one runs."},
                            "threshold": {"type": "number"},
                            "predictions": {"type": "array",
                                            "items": {"$ref": "#/components/schemas/Prediction"}}}},

@@ -7,16 +7,20 @@ in the middle never mixes two versions in one answer.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from flask import g
 
+from app.canary import ActiveCanary
 from app.errors import ApiError
 from app.prediction_log import utc_now
 from app.service import Service, service
 from training.artifact import LoadedModel
+from training.canary_release import CANARY_ARM, PRODUCTION_ARM, SHADOW
 from training.fast_scorer import Columns
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ class ScoredRows:
     probabilities: list[float]
     decisions: list[str]
     rows: list[dict[str, Any]]
+    arm: str = PRODUCTION_ARM  # which arm answered (the whole request is one arm's)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -72,35 +77,112 @@ def row_request_ids(prediction_id: str, count: int, batch: bool) -> list[str]:
 
 def score_rows(rows: list[dict[str, Any]], prediction_id: str, batch: bool,
                columns: Columns | None = None) -> tuple[LoadedModel, ScoredRows]:
-    """Score rows under `prediction_id` (issued by `new_request_id()`, never a client's);
-    log every one, count them, feed the drift window. `columns`: the rows field by field,
-    when validation read them so."""
+    """Score rows under `prediction_id` (issued by `new_request_id()`, never a client's)
+    with the arm the request belongs to; log every one, count them, feed the drift window.
+    `columns`: the rows field by field, when validation read them so."""
     state = service()
-    model = current_model()
-    probabilities = model.predict_proba_bad_rows(rows, columns)
-    decisions = model.decide(probabilities)
+    production = current_model()
+    canary = state.canary.active()
+    # The trace id routes: a client that retries with its X-Request-ID gets the same arm.
+    trace_id = g.get("request_id") or prediction_id
+    answer, canary_error = None, ""
+    if canary is not None and canary.release.answers \
+            and canary.release.routes_to_canary(trace_id):
+        answer, canary_error = _score_canary(state, canary, rows, columns)
+    if answer is None:
+        started = time.perf_counter()
+        probabilities = production.predict_proba_bad_rows(rows, columns)
+        answer = _Scoring(production, PRODUCTION_ARM, probabilities,
+                          time.perf_counter() - started)
+    shadow = None
+    if canary is not None and not canary.release.answers:
+        shadow, canary_error = _score_canary(state, canary, rows, columns)
+    model = answer.model
+    decisions = model.decide(answer.probabilities)
     # tolist(): Python floats at once, not one numpy scalar per row; the same rounding.
     scored = ScoredRows(row_request_ids(prediction_id, len(rows), batch),
-                        [round(p, 6) for p in probabilities.tolist()], decisions, rows)
-    _log(state, model, scored)
+                        [round(p, 6) for p in answer.probabilities.tolist()], decisions, rows,
+                        answer.arm)
+    _log(state, answer, scored, _shadow_fields(canary, shadow, canary_error))
     for decision, count in Counter(decisions).items():  # one update per decision, not per row
         state.metrics.predictions.labels(decision=decision).inc(count)
     state.metrics.rows_scored.inc(len(scored))
-    state.drift.add(rows, model.card["reference"])
+    state.metrics.arm_scored(model.version, answer.arm, answer.seconds, scored.probabilities)
+    if shadow is not None:
+        state.metrics.arm_scored(shadow.model.version, SHADOW, shadow.seconds,
+                                 shadow.probabilities.tolist())
+    state.drift.add(rows, production.card["reference"])
     return model, scored
 
 
-def _log(state: Service, model: LoadedModel, scored: ScoredRows) -> None:
+@dataclass(frozen=True)
+class _Scoring:
+    """One model's probabilities for a request's rows, and the time they took."""
+
+    model: LoadedModel
+    arm: str
+    probabilities: np.ndarray
+    seconds: float
+
+
+def _score_canary(state: Service, canary: ActiveCanary, rows: list[dict[str, Any]],
+                  columns: Columns | None) -> tuple[_Scoring | None, str]:
+    """The canary's scoring, or None and why it failed; its guard counts either."""
+    started = time.perf_counter()
+    try:
+        probabilities = np.asarray(canary.model.predict_proba_bad_rows(rows, columns),
+                                   dtype=float)
+        if probabilities.shape != (len(rows),) or not np.all(
+                (probabilities >= 0.0) & (probabilities <= 1.0)):
+            raise ValueError(f"scored {len(rows)} rows as {probabilities.shape[0]} values, "
+                             "not one probability in [0, 1] each")
+    except Exception as error:  # noqa: BLE001 - whatever breaks, production answers
+        state.metrics.canary_failures.labels(version=canary.release.version).inc()
+        state.canary.record(canary, None, error)
+        return None, f"{type(error).__name__}: {error}"[:300]
+    seconds = time.perf_counter() - started
+    state.canary.record(canary, seconds * 1000)
+    return _Scoring(canary.model, CANARY_ARM, probabilities, seconds), ""
+
+
+def _shadow_fields(canary: ActiveCanary | None, shadow: _Scoring | None,
+                   error: str) -> list[dict[str, Any]] | dict[str, Any] | None:
+    """What each row's log line says of the canary beside the answer: its shadow answer
+    (one dict per row), or the failure that production answered instead (one for all)."""
+    if canary is None:
+        return None
+    if error:
+        return {"canary_error": {"model_version": canary.release.version, "error": error}}
+    if shadow is None:
+        return None
+    version, milliseconds = shadow.model.version, round(shadow.seconds * 1000, 3)
+    probabilities = [round(p, 6) for p in shadow.probabilities.tolist()]
+    return [{"shadow": {"model_version": version, "probability_bad": probability,
+                        "decision": decision, "scoring_ms": milliseconds}}
+            for probability, decision in zip(probabilities,
+                                             shadow.model.decide(shadow.probabilities))]
+
+
+def _log(state: Service, answer: _Scoring, scored: ScoredRows,
+         extra: list[dict[str, Any]] | dict[str, Any] | None) -> None:
     """Append one line per row; when that fails (a full disk), count it and answer 503:
     a prediction the log does not hold is never answered (drift, feedback, retraining)."""
     # Once per request, not per row. trace_id: the request's X-Request-ID (NGINX's or the
     # client's), for following it through the access logs; the request_id is the service's.
-    time, version, trace_id = utc_now(), model.version, g.get("request_id")
-    records = [{"time": time, "request_id": request_id, "trace_id": trace_id, "inputs": inputs,
+    time_now, version, trace_id = utc_now(), answer.model.version, g.get("request_id")
+    milliseconds = round(answer.seconds * 1000, 3)
+    records = [{"time": time_now, "request_id": request_id, "trace_id": trace_id,
+                "inputs": inputs,
                 "output": {"probability_bad": probability, "decision": decision},
-                "model_version": version}
+                "model_version": version, "arm": answer.arm, "scoring_ms": milliseconds}
                for request_id, probability, decision, inputs
                in zip(scored.request_ids, scored.probabilities, scored.decisions, scored.rows)]
+    if isinstance(extra, dict):
+        for record in records:
+            record.update(extra)
+    elif extra is not None:
+        for record, fields in zip(records, extra):
+            record.update(fields)
     try:
         state.prediction_log.append(records)
     except OSError as error:

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app
 
+from app.canary import CanaryArm
 from app.drift_window import DriftWindow
 from app.feedback import FeedbackLedger
 from app.metrics import Metrics
@@ -22,6 +23,7 @@ class Service:
 
     settings: dict[str, Any]
     holder: ModelHolder
+    canary: CanaryArm
     metrics: Metrics
     prediction_log: JsonLinesLog
     feedback_log: JsonLinesLog

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 
 from app.errors import ApiError
-from app.model_holder import MODEL_VERSION_HEADER
+from app.model_holder import MODEL_ARM_HEADER, MODEL_VERSION_HEADER
 from app.request_id import new_request_id
 from app.scoring import score_rows
 from app.service import service
@@ -107,4 +107,4 @@ def submit() -> Any:
                            columns=COLUMNS_BY_NAME, show=display_value,
                            percent=result.probability_bad * 100,
                            threshold_percent=model.threshold * 100), \
-        200, {MODEL_VERSION_HEADER: model.version}
+        200, {MODEL_VERSION_HEADER: model.version, MODEL_ARM_HEADER: scored.arm}

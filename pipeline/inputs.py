@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.deployment import REPORT_FILE as DEPLOY_FILE
-from training.report_names import MLFLOW_RUN_FILE, PLOT_FILES, PLOTS_DIR
+from training.report_names import (CANARY_PLOT_FILE, CANARY_REPORT_FILE, MLFLOW_RUN_FILE,
+                                   PLOT_FILES, PLOTS_DIR)
 
 # The Jenkins variables the summary shows (the build link, the job, the commit).
 BUILD_VARIABLES = ("BUILD_URL", "JOB_NAME", "BUILD_NUMBER", "GIT_COMMIT", "BRANCH_NAME",
@@ -71,6 +72,8 @@ class Inputs:
     plots: list[Path] = field(default_factory=list)  # the model's holdout plots, in order
     mlflow_run: dict[str, Any] | None = None  # the training run, when it was tracked
     deployment: dict[str, Any] | None = None  # where it deployed, what each replica serves
+    canary: dict[str, Any] | None = None  # the last canary-report, when one ran here
+    canary_plot: Path | None = None  # its plot of the two arms
     build: dict[str, str] = field(default_factory=dict)
     missing: list[tuple[str, str]] = field(default_factory=list)
 
@@ -109,6 +112,11 @@ def collect(reports_dir: Path, environ: Mapping[str, str]) -> Inputs:
     # Written by the smoke test's replica check (pipeline/deployment.py) once it passed.
     if (reports_dir / DEPLOY_FILE).exists():
         inputs.deployment = _read(inputs, DEPLOY_FILE, _json)
+    # Written by `make canary-report` (the canary job, or a person).
+    if (reports_dir / CANARY_REPORT_FILE).exists():
+        inputs.canary = _read(inputs, CANARY_REPORT_FILE, _json)
+    if (reports_dir / CANARY_PLOT_FILE).is_file():
+        inputs.canary_plot = reports_dir / CANARY_PLOT_FILE
     return inputs
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pipeline.inputs import Inputs, TestCounts, collect
-from training.report_names import PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
+from training.report_names import CANARY_PLOT_CAPTION, PLOT_FILES, PLOT_PIXELS, PLOTS_DIR
 
 if TYPE_CHECKING:
     import jinja2
@@ -43,10 +43,13 @@ COLOURS = {"SUCCESS": "#1a7f37", "UNSTABLE": "#9a6700", "FAILURE": "#cf222e",
 RESULT_COLOURS = {"passed": "#1a7f37", "unstable": "#9a6700", "failed": "#cf222e",
                   "skipped": "#57606a", "not applicable": "#57606a", "not run": "#8c959f"}
 DECISIONS = {"promoted": "promoted: the new model serves production",
+             "promoted as canary": "promoted as canary: the new model serves a share of the "
+                                   "requests beside the champion until canary-report decides",
              "champion_kept": "champion kept: the production model stays",
              "failed": "failed: the model is under the quality floor",
              "floor_passed": "floor passed; champion/challenger has not run yet"}
-DECISION_COLOURS = {"promoted": "#1a7f37", "champion_kept": "#9a6700", "failed": "#cf222e"}
+DECISION_COLOURS = {"promoted": "#1a7f37", "promoted as canary": "#1a7f37",
+                    "champion_kept": "#9a6700", "failed": "#cf222e"}
 FONT = "-apple-system,BlinkMacSystemFont,'Segoe UI',Helvetica,Arial,sans-serif"
 TABLE_CELL = "padding:6px 10px;border-bottom:1px solid #d8dee4;text-align:left;vertical-align:top"
 PLOT_WIDTH = PLOT_PIXELS[0]  # as drawn: the mail client lays the page out before loading
@@ -112,7 +115,8 @@ def headline(status: str, inputs: Inputs) -> str:
     if decision == "champion_kept":
         return "champion kept, nothing deployed"
     if decision == "promoted":
-        return f"model {version} promoted" if version else "model promoted"
+        how = " as canary" if (inputs.gate or {}).get("promotion") == "canary" else ""
+        return f"model {version} promoted{how}" if version else f"model promoted{how}"
     if status == "FAILURE":
         return "build failed"
     if status == UNKNOWN:
@@ -332,9 +336,11 @@ def link_items(inputs: Inputs) -> list[tuple[str, str]]:
 
 
 def plot_images(inputs: Inputs) -> list[InlineImage]:
-    """The holdout plots in reports/plots/, each with a Content-ID for the e-mail."""
+    """The holdout plots in reports/plots/ and the canary's plot, each with a Content-ID for
+    the e-mail."""
+    paths = inputs.plots + ([inputs.canary_plot] if inputs.canary_plot else [])
     return [InlineImage(path, make_msgid(idstring=path.stem, domain=CONTENT_ID_DOMAIN)[1:-1])
-            for path in inputs.plots]
+            for path in paths]
 
 
 def deployment_lines(deployment: Mapping[str, Any]) -> list[str]:
@@ -351,6 +357,43 @@ def replica_rows(deployment: Mapping[str, Any]) -> list[tuple[str, str, str, str
 
 
 REPLICA_HEADERS = ["replica", "node", "image", "revision", "model"]
+
+
+def gate_decision(gate: Mapping[str, Any]) -> str:
+    """The gate's decision, told apart when a promotion went to a canary first."""
+    decision = str(gate.get("decision"))
+    return f"{decision} as canary" if decision == "promoted" and \
+        gate.get("promotion") == "canary" else decision
+
+
+def canary_lines(canary: Mapping[str, Any]) -> list[str]:
+    """The canary report's recommendation, why, its test, and what was done."""
+    release = canary.get("release") or {}
+    lines = [f"Recommendation: {str(canary.get('recommendation')).upper()}"
+             + (f" for canary {release.get('version')} ({release.get('mode')}, share "
+                f"{release.get('share')}) beside production {canary.get('production_version')}"
+                if release else "")]
+    lines += [str(reason) for reason in canary.get("reasons") or []]
+    if canary.get("test"):
+        lines.append(f"Test: {canary['test']}: {canary.get('test_result')}")
+    if canary.get("more_outcomes_needed"):
+        lines.append(f"About {canary['more_outcomes_needed']} more labelled outcomes per arm "
+                     "are needed to decide.")
+    lines += [f"Done: {action}" for action in canary.get("actions") or []]
+    return lines
+
+
+def canary_rows(canary: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """One row per arm: the figures the report compares, side by side."""
+    def shown(value: Any) -> str:
+        return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+    return [(arm, str(stats.get("version")), *(shown(stats.get(key)) for key in CANARY_COLUMNS))
+            for arm, stats in (canary.get("arms") or {}).items()]
+
+
+CANARY_COLUMNS = ("rows", "errors", "p95_ms", "labelled", "roc_auc", "recall_bad")
+CANARY_HEADERS = ["arm", "version", "rows", "failed", "p95 ms", "labelled", "ROC AUC",
+                  "recall on bad"]
 
 
 def quality_lines(inputs: Inputs) -> list[str]:
@@ -382,7 +425,7 @@ def html_context(inputs: Inputs, status: str, basis: str, phrase: str, generated
                  "metrics": metric_rows(inputs)}
     gate = None
     if inputs.gate:
-        decision = str(inputs.gate.get("decision"))
+        decision = gate_decision(inputs.gate)
         gate = {"decision": DECISIONS.get(decision, decision),
                 "colour": DECISION_COLOURS.get(decision, "#1f2328"),
                 "reasons": [str(reason) for reason in inputs.gate.get("reasons", [])],
@@ -408,6 +451,12 @@ def html_context(inputs: Inputs, status: str, basis: str, phrase: str, generated
         "deployment": {"lines": deployment_lines(inputs.deployment),
                        "headers": REPLICA_HEADERS,
                        "replicas": replica_rows(inputs.deployment)} if inputs.deployment else None,
+        "canary": {"lines": canary_lines(inputs.canary), "headers": CANARY_HEADERS,
+                   "arms": canary_rows(inputs.canary),
+                   "plot": {"caption": CANARY_PLOT_CAPTION,
+                            "src": image_source(inputs.canary_plot),
+                            "width": PLOT_WIDTH} if inputs.canary_plot else None}
+        if inputs.canary else None,
         "bench": {"lines": bench_lines(inputs.bench),
                   "targets": bench_target_rows(inputs.bench)} if inputs.bench else None,
         "missing": [f"reports/{name}: {why}" for name, why in inputs.missing],
@@ -419,7 +468,7 @@ def html_context(inputs: Inputs, status: str, basis: str, phrase: str, generated
 def render_html(inputs: Inputs, status: str, basis: str, phrase: str, generated: str,
                 image_source: Callable[[Path], str] | None = None) -> str:
     """The e-mail-safe HTML summary; plots are linked beside it unless told otherwise."""
-    source = image_source or (lambda path: f"{PLOTS_DIR}/{path.name}")
+    source = image_source or (lambda path: path.relative_to(inputs.reports_dir).as_posix())
     return templates().get_template("summary.html").render(
         html_context(inputs, status, basis, phrase, generated, source))
 
@@ -464,6 +513,12 @@ def render_text(inputs: Inputs, status: str, basis: str, phrase: str, generated:
         lines += ["", "Deployed"]
         lines += [f"  {line}" for line in deployment_lines(inputs.deployment)]
         lines += _text_table(REPLICA_HEADERS, replica_rows(inputs.deployment))
+    if inputs.canary:
+        lines += ["", "Canary"]
+        lines += [f"  {line}" for line in canary_lines(inputs.canary)]
+        lines += _text_table(CANARY_HEADERS, canary_rows(inputs.canary))
+        if inputs.canary_plot:
+            lines.append(f"  reports/{inputs.canary_plot.name}: {CANARY_PLOT_CAPTION}")
     if inputs.bench:
         lines += ["", "Last benchmark (make bench)"]
         lines += [f"  {line}" for line in bench_lines(inputs.bench)]
@@ -493,7 +548,7 @@ def _gate_text(inputs: Inputs) -> list[str]:
     gate = inputs.gate
     if not gate:
         return ["  the gate did not run"]
-    decision = str(gate.get("decision"))
+    decision = gate_decision(gate)
     lines = [f"  decision: {DECISIONS.get(decision, decision)}"]
     lines += [f"  - {reason}" for reason in gate.get("reasons", [])]
     lines += [f"  [{'pass' if check.get('passed') else 'FAIL'}] {check.get('name')}: "

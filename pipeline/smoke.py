@@ -32,6 +32,9 @@ DEFAULT_URL = "http://127.0.0.1:8005"
 # The Dockerfile's label naming the model version the registry gives the baked-in model.
 MODEL_VERSION_LABEL = "io.credit-risk.model.version"
 DECISIONS = ("approve", "decline")
+# The arm that answers outside a canary's share (training.canary_release.PRODUCTION_ARM; this
+# file runs piped into a bare container, so it imports nothing of the repository's).
+PRODUCTION_ARM = "production"
 
 
 class SmokeError(Exception):
@@ -111,8 +114,10 @@ def example_applicant(base_url: str, timeout: float) -> dict[str, Any]:
     return dict(example)
 
 
-def check_prediction(base_url: str, applicant: dict[str, Any], timeout: float) -> str:
-    """Score one applicant; check the answer's shape; return the model version it names."""
+def check_prediction(base_url: str, applicant: dict[str, Any], timeout: float
+                     ) -> tuple[str, str]:
+    """Score one applicant; check the answer's shape; return the model version and the arm
+    (production, or a canary while one runs) it names."""
     answer = request(f"{base_url}/api/v1/predict", applicant, timeout=timeout)
     if answer.status != 200 or not isinstance(answer.body, dict):
         raise SmokeError(f"POST /api/v1/predict: HTTP {answer.status}: {answer.text[:300]}")
@@ -128,9 +133,10 @@ def check_prediction(base_url: str, applicant: dict[str, Any], timeout: float) -
         raise SmokeError(f"POST /api/v1/predict: decision {prediction.get('decision')!r} is "
                          f"not one of {DECISIONS}")
     version = str(answer.body.get("model_version"))
-    logger.info("ok   /api/v1/predict: probability_bad=%.3f decision=%s model %s",
-                probability, prediction["decision"], version)
-    return version
+    arm = str(answer.body.get("arm", PRODUCTION_ARM))
+    logger.info("ok   /api/v1/predict: probability_bad=%.3f decision=%s model %s (%s)",
+                probability, prediction["decision"], version, arm)
+    return version, arm
 
 
 def check_metrics_not_public(base_url: str, timeout: float) -> None:
@@ -186,13 +192,22 @@ def run(arguments: argparse.Namespace) -> None:
     deadline = time.monotonic() + arguments.wait
     ready_version = wait_ready(base_url, deadline, arguments.timeout, expected)
     applicant = example_applicant(base_url, arguments.timeout)
-    predicted_version = check_prediction(base_url, applicant, arguments.timeout)
-    while predicted_version != ready_version and time.monotonic() < deadline:
-        # Another worker has not followed the promotion yet (at most MODEL_RELOAD_SECONDS).
-        logger.info("wait /api/v1/predict: model %s, /readyz names %s", predicted_version,
-                    ready_version)
+    predicted_version, arm = check_prediction(base_url, applicant, arguments.timeout)
+    while (arm != PRODUCTION_ARM or predicted_version != ready_version) \
+            and time.monotonic() < deadline:
+        if arm != PRODUCTION_ARM:
+            # A canary answers its share of requests; each new request id is routed afresh.
+            logger.info("wait /api/v1/predict: answered by the %s (model %s); asking again",
+                        arm, predicted_version)
+        else:
+            # Another worker has not followed the promotion yet (MODEL_RELOAD_SECONDS).
+            logger.info("wait /api/v1/predict: model %s, /readyz names %s", predicted_version,
+                        ready_version)
         time.sleep(1.0)
-        predicted_version = check_prediction(base_url, applicant, arguments.timeout)
+        predicted_version, arm = check_prediction(base_url, applicant, arguments.timeout)
+    if arm != PRODUCTION_ARM:
+        raise SmokeError(f"every prediction until the deadline came from the {arm} "
+                         f"({predicted_version}), none from production")
     if predicted_version != ready_version:
         raise SmokeError(f"/readyz names model {ready_version} but the prediction came from "
                          f"{predicted_version}")

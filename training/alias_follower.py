@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from training.artifact import CARD_FILE, MODEL_FILE, ModelIntegrityError, atomic_write
+from training.canary_release import CANARY_ALIAS, CanaryRelease, ReleaseError
 from training.follower_status import STATUS_FILE
 from training.registry import Registry
 from training.tracking import PRODUCTION_ALIAS, REGISTERED_MODEL, VERSION_TAG, shown_uri
@@ -65,20 +66,40 @@ class AliasFollower:
         return version
 
     def _sync(self) -> str | None:
-        model_version = self._alias()
+        model_version = self._alias(PRODUCTION_ALIAS)
         if model_version is None:
             return None
-        tags = {tag["key"]: tag["value"] for tag in model_version.get("tags", [])}
-        version = tags.get(VERSION_TAG)
+        version = self._fetched(model_version)
+        if self.cache.production_version() != version:
+            self.cache.follow(version)
+            logger.info("following %s at %s: %s now serves", PRODUCTION_ALIAS,
+                        self.server_url, version)
+        self._sync_canary()
+        return version
+
+    def _sync_canary(self) -> None:
+        """Mirror the canary alias and its release, or its absence, into the folder."""
+        model_version = self._alias(CANARY_ALIAS)
+        release = None
+        if model_version is not None:
+            version = self._fetched(model_version)
+            try:
+                release = CanaryRelease.from_tags(version, _tags(model_version))
+            except ReleaseError as error:
+                raise FollowError(f"{self.server_url}: {error}") from None
+        if self.cache.canary_release() != release:
+            self.cache.follow_canary(release)
+            logger.info("following %s at %s: %s", CANARY_ALIAS, self.server_url,
+                        f"{release.version} runs as canary" if release else "no canary")
+
+    def _fetched(self, model_version: dict[str, Any]) -> str:
+        """The registry name of an alias's model version, held verified in the folder."""
+        version = _tags(model_version).get(VERSION_TAG)
         if not version:
             raise FollowError(f"{self.server_url}: version {model_version.get('version')} of "
                               f"{REGISTERED_MODEL} has no {VERSION_TAG} tag")
         if version not in self.cache.versions():
             self._download(version, str(model_version.get("source", "")))
-        if self.cache.production_version() != version:
-            self.cache.follow(version)
-            logger.info("following %s at %s: %s now serves", PRODUCTION_ALIAS,
-                        self.server_url, version)
         return version
 
     def run(self, interval: float, stop: threading.Event) -> None:
@@ -99,13 +120,12 @@ class AliasFollower:
         self.cache.root.mkdir(parents=True, exist_ok=True)
         atomic_write(self.cache.root / STATUS_FILE, json.dumps(status) + "\n")
 
-    def _alias(self) -> dict[str, Any] | None:
-        response = self._get(ALIAS_ENDPOINT, params={"name": REGISTERED_MODEL,
-                                                     "alias": PRODUCTION_ALIAS})
+    def _alias(self, alias: str) -> dict[str, Any] | None:
+        response = self._get(ALIAS_ENDPOINT, params={"name": REGISTERED_MODEL, "alias": alias})
         if response.status_code == 404 or (
                 response.status_code == 400 and "not found" in response.text.lower()):
             return None  # no registered model, or no alias on it yet
-        self._check(response, f"read the {PRODUCTION_ALIAS} alias")
+        self._check(response, f"read the {alias} alias")
         return response.json()["model_version"]
 
     def _download(self, version: str, source: str) -> None:
@@ -139,3 +159,8 @@ class AliasFollower:
         if response.status_code != 200:
             raise FollowError(f"{self.server_url}: could not {doing}: HTTP "
                               f"{response.status_code} {response.text[:300]}")
+
+
+def _tags(model_version: dict[str, Any]) -> dict[str, str]:
+    """A REST model version's tags as a dict."""
+    return {tag["key"]: tag["value"] for tag in model_version.get("tags", [])}

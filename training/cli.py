@@ -1,9 +1,10 @@
-"""Command line: `python -m training validate|train|evaluate|gate|promote|rollback|list`.
+"""Command line: `python -m training validate|train|evaluate|gate|promote|rollback|list|canary…`.
 
 A thin layer: it reads arguments and files, calls the pure modules, writes reports and
 sets the exit status. Exit statuses: 0 success (or model promoted), 1 error (bad path,
 invalid data, broken model), 2 usage, 3 gate failed (under the floor), 4 champion kept,
-5 no new data (`pending`; `monitor --action retrain` when no labelled batch waits).
+5 no new data (`pending`; `monitor --action retrain` when no labelled batch waits;
+`canary-report` when the canary needs more outcomes before its test can decide).
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from training import gate, monitor, plots, tracking, workflows
+from training import canary, canary_report, gate, monitor, plots, tracking, workflows
 from training.alias_follower import AliasFollower, FollowError
 from training.artifact import ModelIntegrityError, load_artifact
+from training.canary_plot import write_canary_plot
+from training.canary_release import MODES, ReleaseError
+from training.canary_stats import ABORT, PROMOTE, WAIT
 from training.config import ConfigError, TrainingConfig
 from training.data import DataValidationError, load_dataset, load_split, read_csv, validate
 from training.intake import pending_batches
+from training.jsonlines import read_json_lines
 from training.registry import Registry, RegistryError
+from training.report_names import CANARY_PLOT_FILE, CANARY_REPORT_FILE
 from training.simulate import KINDS, simulate_batch
 from training.train import build_model
 
@@ -32,6 +38,7 @@ logger = logging.getLogger("training")
 
 EXIT_ERROR = 1
 EXIT_NO_NEW_DATA = 5
+NOTHING_TO_DECIDE = "none"  # canary-report's recommendation when no canary runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataValidationError as error:
         logger.error("%s\n%s", error, error.report.to_text())
     except (FileNotFoundError, ValueError, ConfigError, RegistryError,
-            ModelIntegrityError, tracking.TrackingError, FollowError) as error:
+            ModelIntegrityError, tracking.TrackingError, FollowError, ReleaseError) as error:
         logger.error("%s", error)
     return EXIT_ERROR
 
@@ -98,15 +105,38 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--rows", type=int, default=200)
     sub.add_argument("--seed", type=int, default=1)
     sub.add_argument("--output", type=Path, help="default: data/incoming/simulated-*.csv")
+    sub = add("canary", cmd_canary, "release a gated version beside production")
+    sub.add_argument("version")
+    sub.add_argument("--share", type=float, default=None,
+                     help="share of requests it answers (default: TRAINING_CANARY_SHARE)")
+    sub.add_argument("--mode", choices=MODES, default=MODES[0],
+                     help="canary: answers its share; shadow: scores every request, "
+                          "answers none")
+    sub.add_argument("--reason", default="")
+    for name, handler, help_text in (
+            ("canary-promote", cmd_canary_promote, "make the canary production"),
+            ("canary-abort", cmd_canary_abort, "end the canary; production answers all")):
+        add(name, handler, help_text).add_argument("--reason", default=f"manual {name}")
+    add("canary-status", cmd_canary_status, "print production and the canary release")
+    sub = add("canary-report", cmd_canary_report, "compare the canary with production on "
+                                                  "live traffic; recommend or act")
+    _add_log_arguments(sub)
+    sub.add_argument("--act", action="store_true",
+                     help="carry out a promote or abort recommendation")
     sub = add("monitor", cmd_monitor, "decide from production logs whether to retrain")
-    sub.add_argument("--log", type=Path, default=Path(os.environ.get(
-        "PREDICTION_LOG", "run/predictions.jsonl")), help="prediction log (JSON lines)")
-    sub.add_argument("--feedback", type=Path, default=Path(os.environ.get(
-        "FEEDBACK_LOG", "run/feedback.jsonl")), help="feedback log (JSON lines)")
+    _add_log_arguments(sub)
     sub.add_argument("--action", choices=("none", "retrain", "trigger"), default="none",
                      help="when retraining is needed: nothing, retrain here, or call Jenkins")
     sub.add_argument("--output", type=Path, default=Path("build/challenger"))
     return parser
+
+
+def _add_log_arguments(sub: argparse.ArgumentParser) -> None:
+    """--log and --feedback: the service's two JSON-lines logs."""
+    sub.add_argument("--log", type=Path, default=Path(os.environ.get(
+        "PREDICTION_LOG", "run/predictions.jsonl")), help="prediction log (JSON lines)")
+    sub.add_argument("--feedback", type=Path, default=Path(os.environ.get(
+        "FEEDBACK_LOG", "run/feedback.jsonl")), help="feedback log (JSON lines)")
 
 
 def cmd_validate(arguments: argparse.Namespace, config: TrainingConfig) -> int:
@@ -239,6 +269,67 @@ def cmd_rollback(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     return 0
 
 
+def cmd_canary(arguments: argparse.Namespace, config: TrainingConfig) -> int:
+    """Release a gated version as the canary (or its shadow)."""
+    release = canary.start(tracking.open_registry(config), arguments.version, config,
+                           mode=arguments.mode, share=arguments.share, reason=arguments.reason)
+    logger.info("%s runs as %s%s", release.version, release.mode,
+                f" on {release.share:.0%} of requests" if release.answers else
+                " on every request (answers none)")
+    return 0
+
+
+def cmd_canary_promote(arguments: argparse.Namespace, config: TrainingConfig) -> int:
+    """Promote the canary to production."""
+    canary.promote(tracking.open_registry(config), arguments.reason)
+    return 0
+
+
+def cmd_canary_abort(arguments: argparse.Namespace, config: TrainingConfig) -> int:
+    """Abort the canary."""
+    canary.abort(tracking.open_registry(config), arguments.reason)
+    return 0
+
+
+def cmd_canary_status(arguments: argparse.Namespace, config: TrainingConfig) -> int:
+    """Print production and the running canary release as JSON."""
+    sys.stdout.write(json.dumps(canary.status(tracking.open_registry(config)), indent=2)
+                     + "\n")
+    return 0
+
+
+def cmd_canary_report(arguments: argparse.Namespace, config: TrainingConfig) -> int:
+    """Compare the arms; with --act, promote or abort as recommended. Exit 0 when decided,
+    5 when there is nothing to decide yet (no canary runs, or its test needs more outcomes)."""
+    registry = tracking.open_registry(config)
+    release = registry.canary_release()
+    production = registry.production_version()
+    if release is None or production is None:
+        # A scheduled job asks whether or not a canary runs: nothing to decide is no error.
+        _write_report(config, CANARY_REPORT_FILE, {"recommendation": NOTHING_TO_DECIDE,
+                                                   "reasons": ["no canary release is running"]})
+        logger.info("no canary release is running: nothing to decide")
+        return EXIT_NO_NEW_DATA
+    report = canary_report.build_report(
+        read_json_lines(arguments.log, config.canary_window_rows),
+        read_json_lines(arguments.feedback, config.monitor_window_feedback), release,
+        production, float(registry.card(production)["threshold"]), config)
+    _write_report(config, CANARY_REPORT_FILE, report.to_dict())  # even if acting fails
+    write_canary_plot(config.reports_dir / CANARY_PLOT_FILE, report.distributions,
+                      report.arms)
+    if arguments.act and report.recommendation in (PROMOTE, ABORT):
+        reason = f"canary-report: {report.test_result}"
+        if report.recommendation == PROMOTE:
+            canary.promote(registry, reason)
+            report.actions.append(f"promoted {release.version} to production")
+        else:
+            canary.abort(registry, reason)
+            report.actions.append(f"aborted {release.version}; production answers all")
+        _write_report(config, CANARY_REPORT_FILE, report.to_dict())
+    sys.stdout.write(report.to_text() + "\n")
+    return EXIT_NO_NEW_DATA if report.recommendation == WAIT else 0
+
+
 def cmd_follow(arguments: argparse.Namespace, config: TrainingConfig) -> int:
     """Follow the server's production alias into the local folder (once, or until SIGTERM)."""
     server = os.environ.get(tracking.TRACKING_URI_VARIABLE, "").strip()
@@ -258,13 +349,16 @@ def cmd_follow(arguments: argparse.Namespace, config: TrainingConfig) -> int:
 
 
 def cmd_list(arguments: argparse.Namespace, config: TrainingConfig) -> int:
-    """Print one line per version: production marker, name, family, ROC AUC, gate."""
+    """Print one line per version: production (*) or canary (c) marker, name, family,
+    ROC AUC, gate."""
     registry = tracking.open_registry(config)
     production = registry.production_version()
+    release = registry.canary_release()
+    markers = {production: "*", **({release.version: "c"} if release else {})}
     lines = []
     for version in registry.versions():
         card = registry.card(version)
-        lines.append(f"{'*' if version == production else ' '} {version}  "
+        lines.append(f"{markers.get(version, ' ')} {version}  "
                      f"{card.get('model_family', '?'):<20} "
                      f"roc_auc={card['metrics']['roc_auc']:.4f}  "
                      f"gate={card.get('gate', {}).get('decision', '-')}")

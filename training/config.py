@@ -111,6 +111,20 @@ class TrainingConfig:
     tracking: str = "on"
     tracking_dir: Path = Path("mlruns")
 
+    # Promotion of a challenger the gate passes: "direct" moves production to it; "canary"
+    # releases it beside production on `canary_share` of the requests first, and
+    # `canary-report` promotes or aborts it on what the service saw (training/canary.py).
+    promotion: str = "direct"
+    canary_share: float = 0.1
+    # A canary is aborted when more than this share of its scorings fail, or when its p95
+    # scoring time exceeds this (the production model scores a row in about a millisecond).
+    canary_max_error_rate: float = 0.01
+    canary_max_latency_ms: float = 250.0
+    # canary-report: the significance level of its test (whose margin is the gate's
+    # champion_tolerance), and how many of the newest prediction-log lines it reads.
+    canary_alpha: float = 0.05
+    canary_window_rows: int = 50000
+
     # Fairness and quality reporting: age bands as right-open intervals [lo, hi).
     age_band_edges: tuple[int, ...] = (18, 26, 36, 51, 120)
 

@@ -43,6 +43,9 @@ class GateResult:
     challenger: dict[str, Any]
     champion: dict[str, Any] | None = None
     newest_batch: dict[str, Any] | None = None  # both models on the newest data (retrain)
+    # How a promoted challenger reached production: "direct", or "canary" (released beside
+    # the champion first; training/canary.py). None until a promotion happened.
+    promotion: str | None = None
 
     @property
     def exit_status(self) -> int:
@@ -54,7 +57,7 @@ class GateResult:
         return {"decision": self.decision, "reasons": self.reasons,
                 "checks": [asdict(check) for check in self.checks],
                 "challenger": self.challenger, "champion": self.champion,
-                "newest_batch": self.newest_batch}
+                "newest_batch": self.newest_batch, "promotion": self.promotion}
 
 
 def floor_checks(metrics: dict[str, Any], config: TrainingConfig) -> list[GateCheck]:

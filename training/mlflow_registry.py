@@ -24,6 +24,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from training.artifact import CARD_FILE, MODEL_FILE, LoadedModel
+from training.canary_release import CANARY_ALIAS, CanaryRelease, ReleaseError
 from training.config import TrainingConfig
 from training.mlflow_tracking import (environment_tags, experiment_id, run_exists,
                                       safe_name, short, store_errors)
@@ -55,6 +56,17 @@ class MlflowRegistry:
             registered = self._registered()
             serving = self._alias_version() if registered else None
         return serving if registered else self._adopt_cache()
+
+    def canary_release(self) -> CanaryRelease | None:
+        """The release the canary alias and its model version's tags describe, or None."""
+        with store_errors(self.uri, f"read the {CANARY_ALIAS} alias"):
+            model_version = self._by_alias(CANARY_ALIAS) if self._registered() else None
+        if model_version is None:
+            return None
+        try:
+            return CanaryRelease.from_tags(version_name(model_version), model_version.tags)
+        except ReleaseError as error:
+            raise RegistryError(f"{REGISTERED_MODEL} at {self.uri}: {error}") from None
 
     def versions(self) -> list[str]:
         """Registered versions, oldest first (names sort by creation time)."""
@@ -132,6 +144,33 @@ class MlflowRegistry:
         self._move(stack[-2], "rollback", reason)
         return stack[-2]
 
+    def set_canary(self, release: CanaryRelease) -> None:
+        """Tag the version with the release, record the move, point the canary alias at it."""
+        model_version = self._find(release.version)
+        if model_version is None:
+            raise RegistryError(f"{REGISTERED_MODEL} at {self.uri}: no version "
+                                f"{release.version}")
+        self.load_verified(release.version)
+        with store_errors(self.uri, f"release {release.version} as {CANARY_ALIAS}"):
+            for key, value in release.to_tags().items():
+                self.client.set_model_version_tag(REGISTERED_MODEL, model_version.version, key,
+                                                  value)
+            self._record_move("canary", CANARY_ALIAS, release.version, release.reason)
+            self.client.set_registered_model_alias(REGISTERED_MODEL, CANARY_ALIAS,
+                                                   model_version.version)
+        self.cache.follow_canary(release)
+
+    def clear_canary(self, action: str, reason: str = "") -> None:
+        """Remove the canary alias (`action`: canary-promote or canary-abort), recorded."""
+        release = self.canary_release()
+        if release is None:
+            raise RegistryError(f"{REGISTERED_MODEL} at {self.uri}: no canary release is "
+                                "running")
+        with store_errors(self.uri, f"{action} {release.version}"):
+            self._record_move(action, CANARY_ALIAS, release.version, reason)
+            self.client.delete_registered_model_alias(REGISTERED_MODEL, CANARY_ALIAS)
+        self.cache.follow_canary(None)
+
     # --- internals -----------------------------------------------------------------------
     def _adopt_cache(self) -> str | None:
         """Register and promote the version the local folder serves: a registry kept as a
@@ -153,24 +192,32 @@ class MlflowRegistry:
             raise RegistryError(f"{REGISTERED_MODEL} at {self.uri}: no version {version}")
         self.load_verified(version)  # never point production at a model that cannot serve
         with store_errors(self.uri, f"{action} {version}"):
-            previous = self._alias_version()
-            run = self.client.create_run(
-                experiment_id(self.config), run_name=f"{action} {version}",
-                tags={"trigger": action, MOVED_ALIAS_TAG: PRODUCTION_ALIAS,
-                      "version": version, "previous": previous or "",
-                      "reason": short(reason), **environment_tags()})
+            previous = self._record_move(action, PRODUCTION_ALIAS, version, reason)
             self.client.set_registered_model_alias(REGISTERED_MODEL, PRODUCTION_ALIAS,
                                                    model_version.version)
-            self.client.set_terminated(run.info.run_id)
         self.cache.follow(version)
         logger.info("%s: %s now serves as %s (previous: %s)", action, version,
                     PRODUCTION_ALIAS, previous or "none")
 
+    def _record_move(self, action: str, alias: str, version: str, reason: str) -> str | None:
+        """Record a move of `alias` as a finished run; return the production version then."""
+        previous = self._alias_version()
+        run = self.client.create_run(
+            experiment_id(self.config), run_name=f"{action} {version}",
+            tags={"trigger": action, MOVED_ALIAS_TAG: alias, "version": version,
+                  "previous": previous or "", "reason": short(reason), **environment_tags()})
+        self.client.set_terminated(run.info.run_id)
+        return previous
+
     def _alias_version(self) -> str | None:
-        """The version the alias names now, without adopting anything."""
+        """The version the production alias names now, without adopting anything."""
+        model_version = self._by_alias(PRODUCTION_ALIAS)
+        return version_name(model_version) if model_version is not None else None
+
+    def _by_alias(self, alias: str) -> ModelVersion | None:
+        """The model version an alias names, None when the alias is not set."""
         try:
-            return version_name(self.client.get_model_version_by_alias(REGISTERED_MODEL,
-                                                                       PRODUCTION_ALIAS))
+            return self.client.get_model_version_by_alias(REGISTERED_MODEL, alias)
         except MlflowException as error:
             if error.error_code in (MISSING, "INVALID_PARAMETER_VALUE"):
                 return None

@@ -5,6 +5,7 @@ Layout::
     registry/
       <version>/model.joblib, model.json   written once, then read-only
       production                            the serving version's name, replaced atomically
+      canary                                the canary release, while one runs (JSON)
       history.jsonl                         every promotion and rollback, appended
 
 Readers (the web service) only read `production` and a version directory, so they need no
@@ -28,12 +29,14 @@ from typing import Any
 
 from training.artifact import (CARD_FILE, MODEL_FILE, LoadedModel, atomic_write, load_artifact,
                                read_card, write_card)
+from training.canary_release import CanaryRelease, ReleaseError
 from training.jsonlines import append_lines, encode_lines, read_records
 from training.model_check import check_servable
 
 logger = logging.getLogger(__name__)
 
 POINTER_FILE = "production"
+CANARY_FILE = "canary"
 HISTORY_FILE = "history.jsonl"
 LOCK_FILE = ".lock"
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -85,6 +88,23 @@ class Registry:
         if name and not VERSION_PATTERN.match(name):
             raise RegistryError(f"{self.root / POINTER_FILE}: invalid version name {name!r}")
         return name or None
+
+    def canary_release(self) -> CanaryRelease | None:
+        """The canary release running now, or None; RegistryError when its file is unusable."""
+        try:
+            text = (self.root / CANARY_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as error:
+            raise RegistryError(f"{self.root / CANARY_FILE}: {error}") from None
+        try:
+            release = CanaryRelease.from_json(text)
+        except (ReleaseError, TypeError) as error:
+            raise RegistryError(f"{self.root / CANARY_FILE}: {error}") from None
+        if not VERSION_PATTERN.match(release.version):
+            raise RegistryError(f"{self.root / CANARY_FILE}: invalid version name "
+                                f"{release.version!r}")
+        return release
 
     def versions(self) -> list[str]:
         """Registered versions, oldest first."""
@@ -206,6 +226,37 @@ class Registry:
         logger.info("rolled production back from %s to %s", current, target)
         return target
 
+    def set_canary(self, release: CanaryRelease) -> None:
+        """Release a registered version as the canary (it must be able to serve)."""
+        self.load_verified(release.version)
+        with self._locked():
+            self._record("canary", release.version, previous=self.production_version(),
+                         reason=release.reason)
+            atomic_write(self.root / CANARY_FILE, release.to_json())
+        logger.info("%s runs as canary (%s, share %g)", release.version, release.mode,
+                    release.share)
+
+    def clear_canary(self, action: str, reason: str = "") -> None:
+        """End the canary release (`action`: canary-promote or canary-abort), recorded."""
+        with self._locked():
+            release = self.canary_release()
+            if release is None:
+                raise RegistryError(f"{self.root}: no canary release is running")
+            self._record(action, release.version, previous=self.production_version(),
+                         reason=reason)
+            (self.root / CANARY_FILE).unlink(missing_ok=True)
+        logger.info("%s: canary %s ended", action, release.version)
+
+    def follow_canary(self, release: CanaryRelease | None) -> None:
+        """Mirror the canary release of a registry of record kept elsewhere (no history)."""
+        if release is not None:
+            self.load_verified(release.version)
+        with self._locked():
+            if release is None:
+                (self.root / CANARY_FILE).unlink(missing_ok=True)
+            else:
+                atomic_write(self.root / CANARY_FILE, release.to_json())
+
     def follow(self, version: str) -> None:
         """Point production at `version` as a cache of a registry of record kept elsewhere
         (training/mlflow_registry.py): the pointer moves, the history here does not."""
@@ -223,11 +274,15 @@ class Registry:
         return path
 
     def _switch(self, version: str, action: str, previous: str | None, reason: str) -> None:
+        # Recorded first: a full disk stops the switch here, with the history unchanged.
+        self._record(action, version, previous, reason)
+        atomic_write(self.root / POINTER_FILE, version + "\n")
+
+    def _record(self, action: str, version: str, previous: str | None, reason: str) -> None:
+        """Append one event to the history."""
         event = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                  "action": action, "version": version, "previous": previous, "reason": reason}
-        # Written first: a full disk stops the switch here, with the history unchanged.
         append_lines(self.root / HISTORY_FILE, encode_lines([event]))
-        atomic_write(self.root / POINTER_FILE, version + "\n")
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -20,3 +20,9 @@ PLOT_PIXELS = (640, 480)  # width, height: legible in a mail client, about 40 KB
 # that fails afterwards still links its FAILED run.
 MLFLOW_RUN_FILE = "mlflow-run.json"
 RUN_FILE_KEYS = ("run_id", "experiment_id", "tracking_uri", "run_url")
+
+# canary-report's outcome (training/canary_report.py) and its plot of the two arms side by
+# side, both at the top of reports/ (reports/plots/ is replaced by every training run).
+CANARY_REPORT_FILE = "canary-report.json"
+CANARY_PLOT_FILE = "canary-arms.png"
+CANARY_PLOT_CAPTION = "Production and canary on live traffic"

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from training import gate, tracking
+from training import canary, gate, tracking
 from training.artifact import LoadedModel, ModelIntegrityError, load_artifact
 from training.config import TrainingConfig
 from training.data import file_sha256, load_split, read_csv, segments_path, to_model_frame
@@ -66,6 +66,7 @@ def run_gate(candidate_dir: Path, config: TrainingConfig,
     keep; write the gate reports and record them in the challenger's tracking run."""
     # An unreachable tracking store stops the gate before the registry changes.
     tracking.check_reachable(config)
+    canary.promotion_mode(config)  # a misspelt PROMOTION stops here, before any change
     registry = tracking.open_registry(config)
     challenger = load_artifact(candidate_dir)
     holdout = load_split(config.data_path, config)[2]
@@ -93,10 +94,25 @@ def run_gate(candidate_dir: Path, config: TrainingConfig,
             **snapshot_lineage(config.data_path)})
         result.challenger["version"] = version
         if result.decision == gate.PROMOTED:
-            registry.promote(version, reason="; ".join(result.reasons))
+            promote(registry, version, champion_version, result, config)
     gate.write_reports(result, config.reports_dir)
     tracking.record_gate(challenger.card, result, config.reports_dir, config)
     return result
+
+
+def promote(registry: Any, version: str, champion_version: str | None,
+            result: gate.GateResult, config: TrainingConfig) -> None:
+    """Move production to a challenger the gate passed, or, under PROMOTION=canary and with
+    a champion in production, release it as the canary first."""
+    reason = "; ".join(result.reasons)
+    if canary.promotion_mode(config) == canary.CANARY and champion_version is not None:
+        release = canary.release_challenger(registry, version, config, reason)
+        result.reasons.append(f"released as canary on {release.share:.0%} of requests beside "
+                              f"{champion_version}; canary-report decides its promotion")
+        result.promotion = canary.CANARY
+        return
+    registry.promote(version, reason=reason)
+    result.promotion = canary.DIRECT
 
 
 def newest_batch_scores(batch: Path, holdout: pd.DataFrame, challenger: LoadedModel,

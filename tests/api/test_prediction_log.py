@@ -30,7 +30,9 @@ def test_prediction_log_has_one_line_per_row_in_the_contract_shape(
     assert len(records) == 2
     for record, prediction in zip(records, body["predictions"]):
         assert set(record) == {"time", "request_id", "trace_id", "inputs", "output",
-                               "model_version"}
+                               "model_version", "arm", "scoring_ms"}
+        assert record["arm"] == body["arm"] == "production"
+        assert record["scoring_ms"] >= 0
         assert record["trace_id"] == response.headers["X-Request-ID"]
         assert record["request_id"] == prediction["request_id"]
         assert record["inputs"] == applicant

@@ -113,22 +113,27 @@ def test_a_server_gone_before_the_gate_stops_it_before_the_registry_changes(
     assert (output / "model.joblib").is_file()  # the model is still there to gate again
 
 
+def train_and_gate(server: Server, trainer: Path, grid: str, **variables: str) -> str:
+    """Train a logistic regression with C=`grid` and gate it (any challenger at least as
+    good as the champion wins: tolerance 1); the version the gate registered."""
+    output = trainer / f"model-{grid}"
+    for command in (("train", "--output", str(output)), ("gate", "--candidate", str(output))):
+        done = training_cli(server.url, trainer, *command, "--data", str(DATA_FILE),
+                            TRAINING_MODEL_FAMILIES="logistic_regression",
+                            TRAINING_LOGISTIC_C_GRID=grid, TRAINING_CHAMPION_TOLERANCE="1",
+                            **variables)
+        assert done.returncode == 0, done.stdout + done.stderr
+    gate = json.loads((trainer / "reports" / "gate.json").read_text())
+    return str(gate["challenger"]["version"])
+
+
 def test_a_replica_follows_the_alias_and_keeps_serving_when_the_server_is_gone(
         tmp_path: Path) -> None:
     trainer, replica = tmp_path / "trainer", tmp_path / "replica"  # two machines' folders
     with running_mlflow_server(tmp_path / "store") as own:
         versions = []
-        for number, grid in enumerate(("0.1", "1.0")):
-            output = trainer / f"model-{number}"
-            for command in (("train", "--output", str(output)), ("gate", "--candidate",
-                                                                 str(output))):
-                done = training_cli(own.url, trainer, *command, "--data", str(DATA_FILE),
-                                    TRAINING_MODEL_FAMILIES="logistic_regression",
-                                    TRAINING_LOGISTIC_C_GRID=grid,
-                                    TRAINING_CHAMPION_TOLERANCE="1")  # v2 always promoted
-                assert done.returncode == 0, done.stdout + done.stderr
-            versions.append(json.loads((trainer / "reports" / "gate.json").read_text())[
-                "challenger"]["version"])
+        for grid in ("0.1", "1.0"):
+            versions.append(train_and_gate(own, trainer, grid))
             followed = training_cli(own.url, replica, "follow", "--once")
             assert followed.returncode == 0, followed.stdout + followed.stderr
             assert last_line(followed) == versions[-1]
@@ -166,3 +171,33 @@ def last_line(done: subprocess.CompletedProcess[str]) -> str:
 def server_store(server: Server) -> Path:
     """The folder the server keeps its database and artifacts in (its log sits there)."""
     return server.logs["log"].parent
+
+
+def test_promotion_canary_releases_the_challenger_and_a_replica_follows_the_release(
+        tmp_path: Path) -> None:
+    trainer, replica = tmp_path / "trainer", tmp_path / "replica"  # two machines' folders
+    with running_mlflow_server(tmp_path / "store") as own:
+        first, second = (train_and_gate(own, trainer, grid, TRAINING_PROMOTION="canary",
+                                        TRAINING_CANARY_SHARE="0.25") for grid in ("0.1", "1.0"))
+        gate = json.loads((trainer / "reports" / "gate.json").read_text())
+        assert "released as canary on 25% of requests" in gate["reasons"][-1]
+
+        # The first model had no champion to run beside: it was promoted. The second runs
+        # as the canary, and a replica's follower mirrors both aliases into its folder.
+        assert training_cli(own.url, replica, "follow", "--once").returncode == 0
+        folder = Registry(replica / "registry")
+        assert folder.production_version() == first
+        release = folder.canary_release()
+        assert (release.version, release.share, release.mode) == (second, 0.25, "canary")
+        status = training_cli(own.url, trainer, "canary-status")
+        assert json.loads(status.stdout[status.stdout.index("{"):])["canary"]["version"] == \
+            second
+
+        promoted = training_cli(own.url, trainer, "canary-promote", "--reason", "test")
+        assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+        assert training_cli(own.url, replica, "follow", "--once").returncode == 0
+        assert folder.production_version() == second and folder.canary_release() is None
+        client = MlflowClient(own.url)
+        moves = client.search_runs([client.get_experiment_by_name("credit-risk").experiment_id],
+                                   "tags.moved_alias = 'canary'")
+        assert sorted(run.data.tags["trigger"] for run in moves) == ["canary", "canary-promote"]

@@ -38,7 +38,8 @@ STEP_PLUGINS = {"githubPush": "github", "parameterizedCron": "parameterized-sche
                 "pipeline": "workflow-aggregator"}
 # Every job Job DSL creates, and the Jenkinsfile it runs.
 JOBS = {"credit-risk": ROOT / "Jenkinsfile",
-        "credit-risk-mutation": JENKINS / "mutation.Jenkinsfile"}
+        "credit-risk-mutation": JENKINS / "mutation.Jenkinsfile",
+        "credit-risk-canary": JENKINS / "canary.Jenkinsfile"}
 # Set by entrypoint.sh from other settings, never by people.
 DERIVED = {"SMTP_USE_TLS", "SMTP_USE_SSL", "SMTP_CREDENTIALS_ID"}
 # The secrets directory; JCasC's own variable (DockerSecretSource), default /run/secrets.
@@ -317,13 +318,15 @@ def job_dsl_parameters(job: str) -> list[tuple[str, str, str]]:
             for kind, name, default in found]
 
 
-@pytest.mark.parametrize("job, count", [("credit-risk", 4), ("credit-risk-mutation", 1)])
+@pytest.mark.parametrize("job, count", [("credit-risk", 5), ("credit-risk-mutation", 1),
+                                        ("credit-risk-canary", 1)])
 def test_job_dsl_declares_the_jenkinsfiles_parameters(job: str, count: int) -> None:
     assert len(jenkinsfile_parameters(job)) == count
     assert job_dsl_parameters(job) == jenkinsfile_parameters(job)
 
 
-@pytest.mark.parametrize("job, on_push", [("credit-risk", True), ("credit-risk-mutation", False)])
+@pytest.mark.parametrize("job, on_push", [("credit-risk", True), ("credit-risk-mutation", False),
+                                          ("credit-risk-canary", False)])
 def test_job_dsl_declares_the_jenkinsfiles_triggers(job: str, on_push: bool) -> None:
     declared, dsl = block(jenkinsfile(job), "triggers"), block(job_definition(job), "triggers")
     # Declarative's parameterizedCron('spec') / cron('spec') are Job DSL's

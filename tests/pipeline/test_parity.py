@@ -12,7 +12,9 @@ from pipeline.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 JENKINSFILE = ROOT / "Jenkinsfile"
-MAKE_CALL = re.compile(r"""sh\s*(?:\(\s*script:\s*)?['"]make\s+([\w.-]+)['"]""")
+# `make <target>`, maybe with VARIABLE=value arguments after it.
+MAKE_CALL = re.compile(
+    r"""sh\s*(?:\(\s*script:\s*)?['"]make\s+([\w.-]+)(?:\s+[A-Z_]+=[\w.-]*)*['"]""")
 STAGE = re.compile(r"""^\s*stage\(\s*'([^']+)'\s*\)\s*\{""", re.M)
 # Jenkins only: a workspace outlives builds, so its setup stage first removes the reports a
 # build that never reached `post { cleanup }` left behind (`make pipeline` starts afresh).
@@ -33,8 +35,8 @@ def jenkins_stages() -> list[tuple[str, list[str]]]:
 
 def jenkins_targets() -> set[str]:
     """Every make target a Jenkinsfile calls anywhere (stages and post; the weekly
-    mutation job's too)."""
-    return {target for path in (JENKINSFILE, ROOT / "jenkins" / "mutation.Jenkinsfile")
+    mutation job's and the canary job's too)."""
+    return {target for path in (JENKINSFILE, *(ROOT / "jenkins").glob("*.Jenkinsfile"))
             for target in MAKE_CALL.findall(path.read_text())}
 
 

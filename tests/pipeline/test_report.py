@@ -234,6 +234,48 @@ def test_mutation_score_is_shown_when_a_mutation_run_left_its_report(tmp_path: P
     assert "== training.gate.x_a__mutmut_4" in survivors and "mutmut_5" not in survivors
 
 
+def test_the_last_canary_report_is_shown_with_its_arms_and_plot(tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    assert "Canary" not in report.build_summary(tmp_path, {}).text
+    arms = {"production": {"version": "v1", "rows": 900, "errors": 0, "p95_ms": 1.25,
+                           "labelled": 300, "roc_auc": 0.81, "recall_bad": 0.7},
+            "canary": {"version": "v2", "rows": 100, "errors": 4, "p95_ms": None,
+                       "labelled": 30, "roc_auc": None, "recall_bad": None}}
+    (tmp_path / "canary-report.json").write_text(json.dumps({
+        "recommendation": "abort", "reasons": ["the canary broke its limits: 4 of 104"],
+        "test": "the release's limits", "test_result": "4 of 104 scorings failed",
+        "more_outcomes_needed": None, "production_version": "v1", "arms": arms,
+        "release": {"version": "v2", "mode": "canary", "share": 0.1},
+        "actions": ["aborted v2; production answers all"]}))
+    (tmp_path / "canary-arms.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    summary = report.write_summary(tmp_path, {})
+    assert ("Recommendation: ABORT for canary v2 (canary, share 0.1) beside production v1"
+            in summary.text)
+    assert re.search(r"canary\s+v2\s+100\s+4\s+-\s+30\s+-\s+-", summary.text), summary.text
+    assert re.search(r"production\s+v1\s+900\s+0\s+1.250\s+300\s+0.810\s+0.700",
+                     summary.text)
+    assert "Done: aborted v2; production answers all" in summary.text
+    page = parse_html((tmp_path / "summary.html").read_text())
+    assert ("canary-arms.png", "Production and canary on live traffic") in [
+        (image["src"], image["alt"]) for image in page.images]
+    assert "Canary" in page.text
+    # The mail carries the plot inline, like the holdout plots.
+    [inline] = [image for image in summary.images if image.path.name == "canary-arms.png"]
+    assert f'src="cid:{inline.content_id}"' in summary.mail_html
+
+
+def test_a_promotion_as_canary_is_told_apart_in_the_headline_and_the_gate(
+        tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    gate = json.loads((tmp_path / "gate.json").read_text())
+    direct = report.build_summary(tmp_path, {})
+    (tmp_path / "gate.json").write_text(json.dumps({**gate, "promotion": "canary"}))
+    summary = report.build_summary(tmp_path, {})
+    assert summary.headline == direct.headline + " as canary"
+    assert "decision: promoted as canary: the new model serves a share" in summary.text
+    assert "promoted as canary" not in direct.text
+
+
 HOSTILE = '<script>alert("card")</script>'
 
 

@@ -21,6 +21,7 @@ class StandIn(BaseHTTPRequestHandler):
 
     readyz_version = "v1"
     predict_version = "v1"
+    canary_answers = 0  # how many predictions the canary answers before production does
 
     def _send(self, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -41,7 +42,12 @@ class StandIn(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self._send(200, {"model_version": self.predict_version, "predictions": [
+        arm = "production"
+        if type(self).canary_answers > 0:
+            type(self).canary_answers -= 1
+            arm = "canary"
+        version = "canary-v" if arm == "canary" else self.predict_version
+        self._send(200, {"model_version": version, "arm": arm, "predictions": [
             {"request_id": "r", "probability_bad": 0.2, "decision": "approve"}]})
 
     def log_message(self, *args: object) -> None:
@@ -89,3 +95,31 @@ def test_a_service_not_serving_the_expected_version_fails_naming_both(
     assert status == 1
     assert reason in caplog.text
     assert "is the expected one" not in caplog.text
+
+
+def test_a_prediction_the_canary_answered_is_asked_again_until_production_answers(
+        service: tuple[str, type[StandIn]], caplog: pytest.LogCaptureFixture) -> None:
+    url, handler = service
+    handler.canary_answers = 2
+    with caplog.at_level(logging.INFO, logger="pipeline.smoke"):
+        status = smoke.main(["--url", url, "--expected-version", "v1", "--wait", "30",
+                             "--timeout", "2"])
+    assert status == 0
+    assert caplog.text.count("answered by the canary (model canary-v); asking again") == 2
+    assert "model version v1 is the expected one" in caplog.text
+
+
+def test_a_service_whose_every_answer_is_the_canarys_fails(
+        service: tuple[str, type[StandIn]], caplog: pytest.LogCaptureFixture) -> None:
+    url, handler = service
+    handler.canary_answers = 10 ** 6
+    with caplog.at_level(logging.INFO, logger="pipeline.smoke"):
+        status = smoke.main(["--url", url, "--expected-version", "v1", "--wait", "2",
+                             "--timeout", "2"])
+    assert status == 1
+    assert "every prediction until the deadline came from the canary" in caplog.text
+
+
+def test_the_smoke_tests_production_arm_is_the_services() -> None:
+    from training.canary_release import PRODUCTION_ARM
+    assert smoke.PRODUCTION_ARM == PRODUCTION_ARM

@@ -93,7 +93,8 @@ def test_each_decision_records_every_check_both_models_and_its_reason() -> None:
         "checks": [{"name": "floor_roc_auc", "passed": True, "detail": floor_details[0]},
                    {"name": "floor_recall_bad", "passed": True, "detail": floor_details[1]},
                    {"name": "champion_roc_auc", "passed": True, "detail": comparison}],
-        "challenger": challenger, "champion": champion, "newest_batch": None}
+        "challenger": challenger, "champion": champion, "newest_batch": None,
+        "promotion": None}
     first = gate.decide(challenger, None, CONFIG, champion_note="").to_dict()
     assert first["reasons"] == ["no production model yet: the floor alone decides, and it passed"]
     assert (first["checks"], first["challenger"], first["champion"]) == (
