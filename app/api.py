@@ -143,7 +143,8 @@ def healthz() -> Any:
 
 @bp.get("/readyz")
 def readyz() -> Any:
-    """Readiness: 200 with the version once a verified model is loaded, else 503."""
+    """Readiness: 200 with the version (and the canary this worker applies) once a verified
+    model is loaded, else 503."""
     state = service()
     model = state.holder.get()
     if model is None:
@@ -151,7 +152,13 @@ def readyz() -> Any:
     if not state.metrics.writable():
         # A worker that cannot write its metrics file dies of SIGBUS on the next sample.
         return error_response(503, "The metrics directory is full or missing.")
-    return jsonify(status="ready", model_version=model.version)
+    canary = state.canary.active()
+    # The canary this worker applies (None: none runs, it is still loading, or this worker's
+    # guard dropped it): the deployment check reports it per replica.
+    release = None if canary is None else {"version": canary.release.version,
+                                           "mode": canary.release.mode,
+                                           "share": canary.release.share}
+    return jsonify(status="ready", model_version=model.version, canary=release)
 
 
 @bp.get("/metrics")

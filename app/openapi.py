@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from training import __version__
-from training.canary_release import ARMS
+from training.canary_release import ARMS, MODES
 from training.schema import FEATURES, INPUTS, Column, Role
 
 from app.errors import MAX_REPORTED_FIELDS
@@ -112,7 +112,15 @@ def _schemas(max_batch_size: int, example: dict[str, Any]) -> dict[str, Any]:
         "ModelCard": CARD_SCHEMA,
         "Status": {"type": "object", "required": ["status"],
                    "properties": {"status": {"type": "string"},
-                                  "model_version": {"type": "string"}}},
+                                  "model_version": {"type": "string"},
+                                  "canary": {"type": "object", "nullable": True,
+                                             "description": "The canary release this "
+                                                            "worker applies, if any.",
+                                             "properties": {
+                                                 "version": {"type": "string"},
+                                                 "mode": {"type": "string",
+                                                          "enum": list(MODES)},
+                                                 "share": {"type": "number"}}}}},
     }
 
 

@@ -31,11 +31,12 @@ TARGETS = ("compose", "swarm", "kubernetes")
 # The Helm chart's name: its pods' app.kubernetes.io/name label (deploy/helm/credit-risk).
 CHART = "credit-risk"
 REPORT_FILE = "deploy.json"
-# Asked inside a replica's container: the model version its own Gunicorn serves.
+# Asked inside a replica's container: its own Gunicorn's /readyz (the model version it
+# serves, and the canary it applies), printed as one JSON line.
 READYZ_PROBE = ("import json, os, urllib.request; "
                 "port = os.environ['GUNICORN_BIND'].rsplit(':', 1)[1]; "
-                "print(json.load(urllib.request.urlopen("
-                "f'http://127.0.0.1:{port}/readyz', timeout=4))['model_version'])")
+                "print(json.dumps(json.load(urllib.request.urlopen("
+                "f'http://127.0.0.1:{port}/readyz', timeout=4))))")
 # The app image's revision label (the Dockerfile's org.opencontainers.image.revision).
 REVISION_LABEL = "org.opencontainers.image.revision"
 COMMAND_TIMEOUT = 60.0
@@ -56,6 +57,16 @@ class Replica:
     revision: str
     model_version: str  # "" when the replica could not be asked; `problem` says why
     problem: str = ""
+    canary: str = ""  # the canary release it applies, e.g. "v2 (canary, 10%)"; "" for none
+
+
+@dataclass(frozen=True)
+class Readyz:
+    """What a replica's own /readyz said, or why it could not be asked."""
+
+    model_version: str = ""
+    canary: str = ""
+    problem: str = ""
 
 
 def run(command: Sequence[str]) -> str:
@@ -63,12 +74,25 @@ def run(command: Sequence[str]) -> str:
     return output(command, COMMAND_TIMEOUT, error=DeploymentError)
 
 
-def asked(command: Sequence[str]) -> tuple[str, str]:
-    """The model version a probe command prints, and "" or the reason it printed none."""
+def asked(command: Sequence[str]) -> Readyz:
+    """What a probe command (READYZ_PROBE in the replica) prints, or why it printed none."""
     try:
-        return run(command).strip(), ""
+        return readyz_answer(run(command))
     except DeploymentError as error:
-        return "", str(error)
+        return Readyz(problem=str(error))
+
+
+def readyz_answer(printed: str) -> Readyz:
+    """The model version and canary release of a /readyz body printed as JSON."""
+    try:
+        body = json.loads(printed)
+        version = str(body["model_version"])
+    except (ValueError, TypeError, KeyError) as error:
+        return Readyz(problem=f"/readyz answered {printed.strip()[:200]!r} ({error!r})")
+    release = body.get("canary")
+    canary = (f"{release.get('version')} ({release.get('mode')}, "
+              f"{release.get('share', 0):.0%})" if isinstance(release, dict) else "")
+    return Readyz(version, canary)
 
 
 # --- Docker: compose containers and Swarm tasks --------------------------------------------
@@ -77,9 +101,9 @@ def container_replica(container_id: str, name: str, node: str) -> Replica:
     details = json.loads(run(["docker", "inspect", container_id]))[0]
     image = json.loads(run(["docker", "image", "inspect", details["Image"]]))[0]
     labels = image["Config"].get("Labels") or {}
-    version, problem = asked(["docker", "exec", container_id, "python", "-c", READYZ_PROBE])
+    answer = asked(["docker", "exec", container_id, "python", "-c", READYZ_PROBE])
     return Replica(name, node, details["Config"]["Image"], labels.get(REVISION_LABEL, ""),
-                   version, problem)
+                   answer.model_version, answer.problem, answer.canary)
 
 
 def compose_replicas(project: str) -> list[Replica]:
@@ -119,9 +143,9 @@ def swarm_replicas(stack: str) -> list[Replica]:
 
 
 # --- Kubernetes: the Helm release's pods ---------------------------------------------------
-def pod_replicas(pods: dict[str, Any], ask: Callable[[str], tuple[str, str]]) -> list[Replica]:
+def pod_replicas(pods: dict[str, Any], ask: Callable[[str], Readyz]) -> list[Replica]:
     """Replicas from `kubectl get pods -o json`: the app container's image, each pod asked
-    through `ask` (pod name -> version, problem)."""
+    through `ask` (pod name -> its /readyz answer)."""
     replicas = []
     for pod in pods.get("items", []):
         name = pod["metadata"]["name"]
@@ -129,9 +153,10 @@ def pod_replicas(pods: dict[str, Any], ask: Callable[[str], tuple[str, str]]) ->
                    pod["spec"]["containers"][0])
         ready = any(condition.get("type") == "Ready" and condition.get("status") == "True"
                     for condition in pod.get("status", {}).get("conditions", []))
-        version, problem = ask(name) if ready else ("", "pod not ready")
+        answer = ask(name) if ready else Readyz(problem="pod not ready")
         replicas.append(Replica(name, pod["spec"].get("nodeName", "unscheduled"),
-                                app["image"], "", version, problem))
+                                app["image"], "", answer.model_version, answer.problem,
+                                answer.canary))
     return replicas
 
 
@@ -228,9 +253,10 @@ def check_and_report(arguments: argparse.Namespace) -> None:
     write_report(arguments.reports / REPORT_FILE, arguments.target, arguments.name,
                  arguments.url, replicas)
     for replica in replicas:
-        logger.info("ok   %s on %s: image %s (revision %s), model %s", replica.name,
+        logger.info("ok   %s on %s: image %s (revision %s), model %s%s", replica.name,
                     replica.node, replica.image, replica.revision[:12] or "?",
-                    replica.model_version)
+                    replica.model_version,
+                    f", canary {replica.canary}" if replica.canary else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -349,14 +349,16 @@ def deployment_lines(deployment: Mapping[str, Any]) -> list[str]:
             f"{deployment.get('url') or 'URL unknown'}"]
 
 
-def replica_rows(deployment: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(replica, node, image, revision, model version) for each replica the smoke test asked."""
+def replica_rows(deployment: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """(replica, node, image, revision, model version, canary) for each replica the smoke
+    test asked."""
     return [(str(replica.get("name")), str(replica.get("node")), str(replica.get("image")),
-             str(replica.get("revision") or "-")[:12], str(replica.get("model_version")))
+             str(replica.get("revision") or "-")[:12], str(replica.get("model_version")),
+             str(replica.get("canary") or "-"))
             for replica in deployment.get("replicas") or []]
 
 
-REPLICA_HEADERS = ["replica", "node", "image", "revision", "model"]
+REPLICA_HEADERS = ["replica", "node", "image", "revision", "model", "canary"]
 
 
 def gate_decision(gate: Mapping[str, Any]) -> str:

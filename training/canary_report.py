@@ -122,15 +122,18 @@ def split_arms(records: list[dict[str, Any]], release: CanaryRelease,
 
 
 def build_report(records: list[dict[str, Any]], feedback: list[dict[str, Any]],
-                 release: CanaryRelease, production_version: str, threshold: float,
+                 release: CanaryRelease, production_version: str,
+                 thresholds: dict[str, float],
                  config: TrainingConfig) -> CanaryReport:
-    """Compare the arms of a running release and recommend promote, abort or wait."""
+    """Compare the arms of a running release and recommend promote, abort or wait;
+    `thresholds`: each arm's decision threshold (its model card's), for recall on bad."""
     arms = split_arms(records, release, production_version)
     outcomes = {item["request_id"]: item["outcome"] == POSITIVE_LABEL for item in feedback
                 if isinstance(item.get("request_id"), str)
                 and item.get("outcome") in ("good", "bad")}
     labelled = {arm: _labelled(rows, outcomes) for arm, rows in arms.items()}
-    summaries = {arm: _summary(rows, labelled[arm], threshold) for arm, rows in arms.items()}
+    summaries = {arm: _summary(rows, labelled[arm], thresholds[arm])
+                 for arm, rows in arms.items()}
     canary = arms[CANARY_ARM]
     scorings = len(canary.probabilities) + canary.errors
     breach = limit_breach(release, scorings, canary.errors, canary.latencies_ms)

@@ -23,7 +23,7 @@ from training import canary, canary_report, gate, monitor, plots, tracking, work
 from training.alias_follower import AliasFollower, FollowError
 from training.artifact import ModelIntegrityError, load_artifact
 from training.canary_plot import write_canary_plot
-from training.canary_release import MODES, ReleaseError
+from training.canary_release import CANARY_ARM, MODES, PRODUCTION_ARM, ReleaseError
 from training.canary_stats import ABORT, PROMOTE, WAIT
 from training.config import ConfigError, TrainingConfig
 from training.data import DataValidationError, load_dataset, load_split, read_csv, validate
@@ -313,7 +313,8 @@ def cmd_canary_report(arguments: argparse.Namespace, config: TrainingConfig) -> 
     report = canary_report.build_report(
         read_json_lines(arguments.log, config.canary_window_rows),
         read_json_lines(arguments.feedback, config.monitor_window_feedback), release,
-        production, float(registry.card(production)["threshold"]), config)
+        production, {PRODUCTION_ARM: float(registry.card(production)["threshold"]),
+                     CANARY_ARM: float(registry.card(release.version)["threshold"])}, config)
     _write_report(config, CANARY_REPORT_FILE, report.to_dict())  # even if acting fails
     write_canary_plot(config.reports_dir / CANARY_PLOT_FILE, report.distributions,
                       report.arms)

@@ -134,3 +134,22 @@ def test_metrics_count_rows_time_and_bands_per_version_and_arm(
                  if line.startswith("credit_arm_probability_rows_total{")
                  and f'arm="{arm}"' in line and f'version="{version}"' in line]
         assert bands and sum(bands) == 4.0
+
+
+def test_readyz_names_the_canary_this_worker_applies(
+        make_app: AppFactory, registry: Registry, applicant: dict[str, Any],
+        tmp_path: Path) -> None:
+    client = make_app().test_client()
+    assert client.get("/readyz").get_json()["canary"] is None
+    release(registry, CANARY_VERSION, mode="shadow", share=0.3)
+    assert client.get("/readyz").get_json()["canary"] == {
+        "version": CANARY_VERSION, "mode": "shadow", "share": 0.3}
+    registry.clear_canary("canary-abort", "test")
+    faulty = register_faulty(registry, registry.root / registry.production_version(), tmp_path)
+    release(registry, faulty, share=0.99)
+    assert client.get("/readyz").get_json()["canary"]["version"] == faulty
+    old = {**applicant, "age": FAULTY_ABOVE_AGE + 5}
+    traces = [f"r{n}" for n in range(100) if arm_position(f"r{n}") < 0.99]
+    for trace in traces[:MIN_SCORINGS]:
+        predict(client, old, trace)
+    assert client.get("/readyz").get_json()["canary"] is None  # dropped by the guard

@@ -109,7 +109,8 @@ def test_service_without_a_model_is_not_ready_until_one_is_promoted(
     assert client.post("/api/v1/predict", json=applicant).status_code == 503
     assert client.get("/api/v1/model").status_code == 503
     registry.promote(registry.register(trained_model_dir, version="first-1"), reason="test")
-    assert client.get("/readyz").get_json() == {"status": "ready", "model_version": "first-1"}
+    ready = {"status": "ready", "model_version": "first-1", "canary": None}
+    assert client.get("/readyz").get_json() == ready
     assert serving_version(client, applicant) == "first-1"
 
 

@@ -4,6 +4,7 @@ follower brings the app along with the production alias, and the app outlives th
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import docker
@@ -12,6 +13,7 @@ import requests
 
 from tests.container.support import Images, Stack, run_make
 from tests.helpers import wait_until
+from training.canary_release import arm_position
 from training.gate import PROMOTED
 from training.tracking import PRODUCTION_ALIAS, REGISTERED_MODEL, VERSION_TAG
 
@@ -120,3 +122,58 @@ def test_the_app_follows_the_alias_outlives_mlflow_and_follows_a_rollback(
                f"the app serving {before} again")
     wait_until(lambda: registry_state(stack)["in_step"], FOLLOW_DEADLINE,
                "the follower back in step")
+
+
+def canary_of(stack: Stack) -> dict[str, Any] | None:
+    """The canary release a worker of the stack applies, from /readyz through NGINX."""
+    answer = requests.get(f"{stack.url}/readyz", timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["canary"]
+
+
+def test_promotion_canary_runs_the_challenger_beside_production_until_the_report_ends_it(
+        stack: Stack, images: Images, docker_client: docker.DockerClient) -> None:
+    production = served_version(stack)
+    # PROMOTION=canary: the gate releases the challenger on half the requests instead.
+    output = training_container(
+        stack, images, docker_client,
+        "python -m training train --data data/credit.csv --output /tmp/candidate"
+        " && TRAINING_PROMOTION=canary TRAINING_CANARY_SHARE=0.5"
+        " python -m training gate --candidate /tmp/candidate"
+        " && python -m training canary-status")
+    status = json.loads(output[output.index('{\n  "production"'):])
+    challenger = status["canary"]["version"]
+    assert status["production"] == production and challenger != production
+    # The follower mirrors the release into the stack's folder; the workers apply it.
+    wait_until(lambda: (canary_of(stack) or {}).get("version") == challenger,
+               FOLLOW_DEADLINE, f"a worker applying canary {challenger}")
+    applicant = requests.get(f"{stack.url}/api/v1/openapi.json", timeout=30).json()[
+        "components"]["schemas"]["Applicant"]["example"]
+    traces = [f"stack-canary-{n}" for n in range(12)]
+    arms = {}
+    for trace in traces:  # under NGINX's per-client rate: a short pause between requests
+        answer = requests.post(f"{stack.url}/api/v1/predict", json=applicant,
+                               headers={"X-Request-ID": trace}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        arms[trace] = (answer.headers["X-Model-Arm"], answer.headers["X-Model-Version"])
+        time.sleep(0.2)
+    expected = {trace: ("canary", challenger) if arm_position(trace) < 0.5
+                else ("production", production) for trace in traces}
+    # A worker that had not followed yet answers production; none answers a wrong pairing.
+    assert all(arms[t] in (expected[t], ("production", production)) for t in traces), arms
+    assert ("canary", challenger) in arms.values()
+
+    # The canary job's command: nothing fed back yet, so it waits (make: exit 2) and says why.
+    made = run_make("canary-report-image", {**stack.variables, "CANARY_ACT": "true"})
+    report = json.loads((stack.reports / "canary-report.json").read_text())
+    assert made.status != 0 and report["recommendation"] == "wait", made.tail()
+    assert report["arms"]["canary"]["rows"] >= 1 and report["actions"] == []
+    assert "labelled outcomes in the smaller arm" in report["test_result"]
+
+    # Aborted through the stack's registry of record: production answers everything again.
+    made = run_make("training-image", {**stack.variables,
+                                       "ARGS": "canary-abort --reason 'stack test'"})
+    assert made.status == 0, made.tail()
+    wait_until(lambda: all(canary_of(stack) is None for _ in range(6)), FOLLOW_DEADLINE,
+               "every worker dropping the canary")
+    assert served_version(stack) == production

@@ -136,14 +136,33 @@ def test_pods_are_read_through_their_app_container_and_asked_only_when_ready() -
     pods = {"items": [pod("p1", "True", ["follower", "app"]), pod("p2", "False", ["app"])]}
     asked = []
 
-    def ask(name: str) -> tuple[str, str]:
+    def ask(name: str) -> deployment.Readyz:
         asked.append(name)
-        return "v3", ""
+        return deployment.Readyz("v3", "v4 (shadow, 10%)")
 
     replicas = deployment.pod_replicas(pods, ask)
     assert asked == ["p1"]
-    assert [(r.name, r.image, r.model_version, r.problem) for r in replicas] == [
-        ("p1", "registry/app:7", "v3", ""), ("p2", "registry/app:7", "", "pod not ready")]
+    assert [(r.name, r.image, r.model_version, r.problem, r.canary) for r in replicas] == [
+        ("p1", "registry/app:7", "v3", "", "v4 (shadow, 10%)"),
+        ("p2", "registry/app:7", "", "pod not ready", "")]
+
+
+@pytest.mark.parametrize(("printed", "expected"), [
+    ('{"status": "ready", "model_version": "v2", "canary": null}', ("v2", "", "")),
+    ('{"status": "ready", "model_version": "v2", "canary": {"version": "v3", "mode": '
+     '"canary", "share": 0.2}}', ("v2", "v3 (canary, 20%)", "")),
+    ('{"status": "ready", "model_version": "v2"}', ("v2", "", "")),
+])
+def test_a_replicas_readyz_gives_its_model_and_its_canary(
+        printed: str, expected: tuple[str, str, str]) -> None:
+    answer = deployment.readyz_answer(printed + "\n")
+    assert (answer.model_version, answer.canary, answer.problem) == expected
+
+
+@pytest.mark.parametrize("printed", ["v2", '{"status": "starting"}', "[]", ""])
+def test_a_readyz_answer_without_a_version_is_a_problem_naming_it(printed: str) -> None:
+    answer = deployment.readyz_answer(printed)
+    assert answer.model_version == "" and "/readyz answered" in answer.problem
 
 
 def test_the_report_lists_every_replica(tmp_path: Path) -> None:
@@ -152,4 +171,5 @@ def test_the_report_lists_every_replica(tmp_path: Path) -> None:
     written = json.loads((tmp_path / "deploy.json").read_text())
     assert written["target"] == "swarm" and written["url"] == "http://h:1"
     assert written["replicas"] == [{"name": "a", "node": "n1", "image": "app:1",
-                                    "revision": "abc", "model_version": "v2", "problem": ""}]
+                                    "revision": "abc", "model_version": "v2", "problem": "",
+                                    "canary": ""}]

@@ -234,6 +234,22 @@ def test_mutation_score_is_shown_when_a_mutation_run_left_its_report(tmp_path: P
     assert "== training.gate.x_a__mutmut_4" in survivors and "mutmut_5" not in survivors
 
 
+def test_the_deployed_section_lists_each_replica_with_its_model_and_canary(
+        tmp_path: Path) -> None:
+    builders.green(tmp_path)
+    replicas = [{"name": "app.1", "node": "n1", "image": "app:t", "revision": "0123456789abcdef",
+                 "model_version": "v1", "problem": "", "canary": "v2 (canary, 10%)"},
+                {"name": "app.2", "node": "n2", "image": "app:t", "revision": "",
+                 "model_version": "v1", "problem": "", "canary": ""}]
+    (tmp_path / "deploy.json").write_text(json.dumps(
+        {"target": "swarm", "name": "credit-risk", "url": "http://h:8005",
+         "replicas": replicas}))
+    text = report.build_summary(tmp_path, {}).text
+    assert "swarm: credit-risk, http://h:8005" in text
+    assert re.search(r"app\.1\s+n1\s+app:t\s+0123456789ab\s+v1\s+v2 \(canary, 10%\)", text)
+    assert re.search(r"app\.2\s+n2\s+app:t\s+-\s+v1\s+-$", text, re.M)
+
+
 def test_the_last_canary_report_is_shown_with_its_arms_and_plot(tmp_path: Path) -> None:
     builders.green(tmp_path)
     assert "Canary" not in report.build_summary(tmp_path, {}).text

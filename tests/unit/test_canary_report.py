@@ -22,6 +22,7 @@ from training.registry import Registry
 
 PRODUCTION = "v1"
 CONFIG = TrainingConfig()
+THRESHOLDS = {"production": 0.3, "canary": 0.3}
 
 
 def simulated_traffic(release: Any, rows: int, production_skill: float, canary_skill: float,
@@ -63,7 +64,7 @@ def release_of(mode: str = "canary", share: float = 0.5) -> Any:
 def test_a_clearly_worse_canary_is_aborted_by_the_named_test(mode: str) -> None:
     release = release_of(mode)
     records, feedback = simulated_traffic(release, 2000, production_skill=0.75, canary_skill=0.1)
-    report = build_report(records, feedback, release, PRODUCTION, 0.3, CONFIG)
+    report = build_report(records, feedback, release, PRODUCTION, THRESHOLDS, CONFIG)
     assert report.recommendation == "abort"
     assert report.test.startswith("DeLong non-inferiority test on ROC AUC (margin 0.01")
     assert "worse beyond the margin" in report.test_result
@@ -76,7 +77,7 @@ def test_a_clearly_worse_canary_is_aborted_by_the_named_test(mode: str) -> None:
 def test_a_clearly_better_canary_is_promoted(mode: str) -> None:
     release = release_of(mode)
     records, feedback = simulated_traffic(release, 2000, production_skill=0.25, canary_skill=0.9)
-    report = build_report(records, feedback, release, PRODUCTION, 0.3, CONFIG)
+    report = build_report(records, feedback, release, PRODUCTION, THRESHOLDS, CONFIG)
     assert report.recommendation == "promote", report.to_text()
     assert report.more_outcomes_needed is None
 
@@ -85,7 +86,7 @@ def test_too_little_feedback_waits_and_says_how_much_more_is_needed() -> None:
     release = release_of()
     records, feedback = simulated_traffic(release, 1000, production_skill=0.75,
                                           canary_skill=0.7, feedback_share=0.3)
-    report = build_report(records, feedback, release, PRODUCTION, 0.3, CONFIG)
+    report = build_report(records, feedback, release, PRODUCTION, THRESHOLDS, CONFIG)
     assert report.recommendation == "wait", report.to_text()
     assert report.more_outcomes_needed and report.more_outcomes_needed > 0
     assert report.arms["canary"]["labelled"] >= CONFIG.monitor_min_feedback
@@ -105,7 +106,7 @@ def test_under_the_minimum_of_outcomes_per_arm_the_test_is_not_run() -> None:
         if per_arm.get(arm, 0) < (fewest if arm == "canary" else 500):
             per_arm[arm] = per_arm.get(arm, 0) + 1
             kept.append(item)
-    report = build_report(records, kept, release, PRODUCTION, 0.3, CONFIG)
+    report = build_report(records, kept, release, PRODUCTION, THRESHOLDS, CONFIG)
     assert report.recommendation == "wait"
     assert report.more_outcomes_needed == 1
     assert f"{fewest} labelled outcomes in the smaller arm" in report.test_result
@@ -115,7 +116,7 @@ def test_with_no_outcome_of_a_class_the_report_waits_naming_it() -> None:
     release = release_of()
     records, feedback = simulated_traffic(release, 2000, 0.75, 0.75)
     goods_only = [item for item in feedback if item["outcome"] == "good"]
-    report = build_report(records, goods_only, release, PRODUCTION, 0.3, CONFIG)
+    report = build_report(records, goods_only, release, PRODUCTION, THRESHOLDS, CONFIG)
     assert report.recommendation == "wait"
     assert "no bad" in report.test_result
     assert report.more_outcomes_needed == 2
@@ -127,7 +128,7 @@ def test_a_canary_that_fails_beyond_its_limit_is_aborted_whatever_its_auc() -> N
     # Production answered these requests because the canary failed on them.
     for record in records[:5]:
         record["canary_error"] = {"model_version": CANARY_VERSION, "error": "ValueError: x"}
-    report = build_report(records, feedback, release, PRODUCTION, 0.3, CONFIG)
+    report = build_report(records, feedback, release, PRODUCTION, THRESHOLDS, CONFIG)
     assert report.recommendation == "abort"
     assert report.reasons[0].startswith("the canary broke its limits: 5 of ")
     assert report.arms["canary"]["errors"] == 5
@@ -138,7 +139,7 @@ def test_a_canary_slower_than_its_limit_is_aborted() -> None:
     records, feedback = simulated_traffic(release, MIN_SCORINGS * 2, 1.0, 1.0)
     for record in records:
         record["shadow"]["scoring_ms"] = 80.0  # the limit is 50 ms
-    report = build_report(records, feedback, release, PRODUCTION, 0.3, CONFIG)
+    report = build_report(records, feedback, release, PRODUCTION, THRESHOLDS, CONFIG)
     assert report.recommendation == "abort"
     assert "p95 scoring time 80.0 ms" in report.reasons[0]
 
@@ -184,3 +185,14 @@ def test_the_cli_acts_on_the_recommendation_and_writes_the_report(
     assert written["recommendation"] == "abort"
     assert written["actions"] == [f"aborted {CANARY_VERSION}; production answers all"]
     assert registry.canary_release() is None and registry.production_version() == production
+
+
+def test_recall_on_bad_is_judged_at_each_arms_own_threshold() -> None:
+    release = release_of()
+    records, feedback = simulated_traffic(release, 2000, 0.75, 0.75)
+    same = build_report(records, feedback, release, PRODUCTION, THRESHOLDS, CONFIG)
+    # A canary that declines nobody (threshold above every probability) catches no bad risk.
+    strict = build_report(records, feedback, release, PRODUCTION,
+                          {"production": 0.3, "canary": 1.0}, CONFIG)
+    assert strict.arms["canary"]["recall_bad"] == 0.0
+    assert strict.arms["production"]["recall_bad"] == same.arms["production"]["recall_bad"] > 0.5
