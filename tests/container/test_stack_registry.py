@@ -23,6 +23,8 @@ pytestmark = pytest.mark.slow
 FOLLOW_DEADLINE = 180
 # One quick family, so that the training container's run takes seconds.
 QUICK_TRAINING = {"TRAINING_MODEL_FAMILIES": "logistic_regression", "TRAINING_CV_FOLDS": "3"}
+# The training container's first step: a challenger trained on the image's data.
+TRAIN_CANDIDATE = "python -m training train --data data/credit.csv --output /tmp/candidate"
 
 
 def served_version(stack: Stack) -> str:
@@ -90,8 +92,7 @@ def test_the_app_follows_the_alias_outlives_mlflow_and_follows_a_rollback(
     # Train and gate a challenger into MLflow, then promote it there: only the alias moves.
     output = training_container(
         stack, images, docker_client,
-        "python -m training train --data data/credit.csv --output /tmp/candidate"
-        " && { python -m training gate --candidate /tmp/candidate; status=$?;"
+        TRAIN_CANDIDATE + " && { python -m training gate --candidate /tmp/candidate; status=$?;"
         " [ $status -eq 0 ] || [ $status -eq 4 ]; }"
         " && version=$(python -c \"import json; print(json.load(open("
         "'/var/lib/credit/reports/gate.json'))['challenger']['version'])\")"
@@ -135,12 +136,10 @@ def test_promotion_canary_runs_the_challenger_beside_production_until_the_report
         stack: Stack, images: Images, docker_client: docker.DockerClient) -> None:
     production = served_version(stack)
     # PROMOTION=canary: the gate releases the challenger on half the requests instead.
-    output = training_container(
-        stack, images, docker_client,
-        "python -m training train --data data/credit.csv --output /tmp/candidate"
-        " && TRAINING_PROMOTION=canary TRAINING_CANARY_SHARE=0.5"
-        " python -m training gate --candidate /tmp/candidate"
-        " && python -m training canary-status")
+    gate = ("TRAINING_PROMOTION=canary TRAINING_CANARY_SHARE=0.5 python -m training gate "
+            "--candidate /tmp/candidate")
+    output = training_container(stack, images, docker_client,
+                                f"{TRAIN_CANDIDATE} && {gate} && python -m training canary-status")
     status = json.loads(output[output.index('{\n  "production"'):])
     challenger = status["canary"]["version"]
     assert status["production"] == production and challenger != production
