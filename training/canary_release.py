@@ -146,10 +146,17 @@ def limit_breach(release: CanaryRelease, scorings: int, errors: int,
     if errors >= MIN_ERRORS and scorings >= MIN_SCORINGS and errors / scorings > limit:
         return f"{errors} of {scorings} scorings failed (more than {limit:.1%})"
     if len(latencies_ms) >= MIN_SCORINGS:
-        ordered = sorted(latencies_ms)
-        # Nearest-rank p95: a value that was observed, whatever the sample's size.
-        p95 = ordered[math.ceil(0.95 * len(ordered)) - 1]
+        p95 = nearest_rank_p95(latencies_ms)
         if p95 > release.max_latency_ms:
-            return (f"p95 scoring time {p95:.1f} ms over {len(ordered)} scorings exceeds "
+            return (f"p95 scoring time {p95:.1f} ms over {len(latencies_ms)} scorings exceeds "
                     f"{release.max_latency_ms:g} ms")
     return ""
+
+
+def nearest_rank_p95(values: Sequence[float]) -> float:
+    """The nearest-rank 95th percentile: a value that was observed, whatever the sample's
+    size (ValueError for no values)."""
+    if not values:
+        raise ValueError("no values to take a percentile of")
+    ordered = sorted(values)
+    return ordered[math.ceil(0.95 * len(ordered)) - 1]

@@ -16,14 +16,14 @@ both scored every request (paired: the test uses the covariance of the two).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from training import canary_stats
-from training.canary_release import CANARY_ARM, PRODUCTION_ARM, CanaryRelease, limit_breach
+from training.canary_release import (CANARY_ARM, PRODUCTION_ARM, CanaryRelease, limit_breach,
+                                     nearest_rank_p95)
 from training.config import TrainingConfig
 from training.drift import psi
 from training.evaluate import classification_metrics
@@ -169,9 +169,8 @@ def _summary(rows: ArmRows, labelled: tuple[np.ndarray, np.ndarray, list[str]],
     is_bad, probabilities, _ = labelled
     metrics = classification_metrics(is_bad, probabilities, threshold) \
         if is_bad.size and 0 < is_bad.sum() < is_bad.size else {}
-    latencies = sorted(rows.latencies_ms)
     return {"version": rows.version, "rows": len(rows.probabilities), "errors": rows.errors,
-            "p95_ms": latencies[math.ceil(0.95 * len(latencies)) - 1] if latencies else None,
+            "p95_ms": nearest_rank_p95(rows.latencies_ms) if rows.latencies_ms else None,
             "labelled": int(is_bad.size), "bad_outcomes": int(is_bad.sum()),
             "roc_auc": metrics.get("roc_auc"), "recall_bad": metrics.get("recall_bad"),
             "mean_probability_bad": float(np.mean(rows.probabilities))
