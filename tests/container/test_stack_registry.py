@@ -4,6 +4,7 @@ follower brings the app along with the production alias, and the app outlives th
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -25,6 +26,13 @@ FOLLOW_DEADLINE = 180
 QUICK_TRAINING = {"TRAINING_MODEL_FAMILIES": "logistic_regression", "TRAINING_CV_FOLDS": "3"}
 # The training container's first step: a challenger trained on the image's data.
 TRAIN_CANDIDATE = "python -m training train --data data/credit.csv --output /tmp/candidate"
+# Run in the app container: its Gunicorn's /metrics, which sums up every live worker.
+METRICS_PROBE = ("import os, urllib.request; "
+                 "port = os.environ['GUNICORN_BIND'].rsplit(':', 1)[1]; "
+                 "print(urllib.request.urlopen(f'http://127.0.0.1:{port}/metrics', "
+                 "timeout=10).read().decode())")
+# credit_model_info is 1 for a version some live worker serves (multiprocess livemax).
+SERVED_SAMPLE = re.compile(r'^credit_model_info\{version="([^"]+)"\} 1\.0$', re.MULTILINE)
 
 
 def served_version(stack: Stack) -> str:
@@ -32,6 +40,21 @@ def served_version(stack: Stack) -> str:
     answer = requests.get(f"{stack.url}/readyz", timeout=30)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["model_version"])
+
+
+def worker_versions(stack: Stack, client: docker.DockerClient) -> set[str]:
+    """The versions the app container's live workers serve, from its own /metrics: one
+    answer through NGINX speaks for whichever worker took it, not for the others."""
+    probed = stack.container(client, "app").exec_run(["python", "-c", METRICS_PROBE])
+    text = probed.output.decode()
+    assert probed.exit_code == 0, text[-2000:]
+    return set(SERVED_SAMPLE.findall(text))
+
+
+def wait_for_every_worker(stack: Stack, client: docker.DockerClient, version: str) -> None:
+    """Wait until every live worker of the app serves `version` (each swaps on its own)."""
+    wait_until(lambda: worker_versions(stack, client) == {version}, FOLLOW_DEADLINE,
+               f"every worker serving {version}")
 
 
 def registry_state(stack: Stack) -> dict[str, Any]:
@@ -100,8 +123,7 @@ def test_the_app_follows_the_alias_outlives_mlflow_and_follows_a_rollback(
         " && echo \"promoted=$version\"")
     promoted = output.rsplit("promoted=", 1)[1].split()[0]
     assert promoted != before and alias_version(stack) == promoted
-    wait_until(lambda: served_version(stack) == promoted, FOLLOW_DEADLINE,
-               f"the app serving {promoted}")
+    wait_for_every_worker(stack, docker_client, promoted)
 
     # MLflow stops: the follower says so, the app keeps serving the same version.
     stopped = stack.compose("stop", "mlflow")
@@ -119,8 +141,7 @@ def test_the_app_follows_the_alias_outlives_mlflow_and_follows_a_rollback(
     training_container(stack, images, docker_client,
                        "python -m training rollback --reason 'stack test'")
     assert alias_version(stack) == before
-    wait_until(lambda: served_version(stack) == before, FOLLOW_DEADLINE,
-               f"the app serving {before} again")
+    wait_for_every_worker(stack, docker_client, before)
     wait_until(lambda: registry_state(stack)["in_step"], FOLLOW_DEADLINE,
                "the follower back in step")
 
@@ -134,7 +155,8 @@ def canary_of(stack: Stack) -> dict[str, Any] | None:
 
 def test_promotion_canary_runs_the_challenger_beside_production_until_the_report_ends_it(
         stack: Stack, images: Images, docker_client: docker.DockerClient) -> None:
-    production = served_version(stack)
+    production = alias_version(stack)
+    wait_for_every_worker(stack, docker_client, production)
     # PROMOTION=canary: the gate releases the challenger on half the requests instead.
     gate = ("TRAINING_PROMOTION=canary TRAINING_CANARY_SHARE=0.5 python -m training gate "
             "--candidate /tmp/candidate")
