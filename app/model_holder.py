@@ -162,6 +162,10 @@ class ModelHolder:
             return False
         try:
             fingerprint = self.source.fingerprint(name)
+        except Exception as error:  # noqa: BLE001 - what it is cannot be told yet: try later
+            self._retry_later(name, error)
+            return False
+        try:
             loaded = self.source.load_verified(name)
         except OSError as error:
             self._retry_later(name, error)
@@ -193,7 +197,7 @@ class ModelHolder:
         retry = self._retries.get(name)
         return retry is None or self._clock() >= retry.not_before
 
-    def _retry_later(self, name: str, error: OSError) -> None:
+    def _retry_later(self, name: str, error: Exception) -> None:
         attempts = self._retries[name].attempts + 1 if name in self._retries else 1
         delay = min(max(self.reload_seconds, 1.0) * 2 ** (attempts - 1),
                     max(MAX_RETRY_SECONDS, self.reload_seconds))

@@ -14,7 +14,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from app.request_id import is_sane
-from training.schema import COLUMNS_BY_NAME, INPUTS, TARGET, Column, Role
+from training.schema import COLUMNS_BY_NAME, INPUTS, TARGET, Column
 
 BATCH_KEY = "instances"
 KNOWN_FIELDS = frozenset(column.name for column in INPUTS)
@@ -210,11 +210,6 @@ def _validate_batch(payload: dict[str, Any], max_batch_size: int) -> ScoringRequ
     if errors:
         raise ValidationFailed(errors)
     return ScoringRequest(rows, batch=True)
-
-
-def is_protected(name: str) -> bool:
-    """Whether a field is accepted for fairness reporting but never used for scoring."""
-    return COLUMNS_BY_NAME[name].role is Role.PROTECTED
 
 
 FEEDBACK_FIELDS = ("request_id", "outcome")

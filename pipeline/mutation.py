@@ -3,10 +3,10 @@
 `full` runs every mutant of the modules that setup.cfg's `[mutmut]` section names against the
 fast test kinds, then writes reports/mutation.json (score, counts, equivalent mutants with
 their reasons, timing) and reports/mutation-survivors.txt (each survivor with its diff).
-`sample` runs the fixed sample of tests/mutation/sample-mutants.txt in a scratch copy whose
-configuration selects only the test files the sample names, and fails unless every one of
-them is killed: quick enough for every CI run. `report` rewrites the reports from the last
-full run's results.
+`sample` runs the fixed sample of tests/mutation/sample-mutants.txt (or a list in its format
+that `--list` names) in a scratch copy whose configuration selects only the test files the
+list names, and fails unless every one of them is killed: quick enough for every CI run.
+`report` rewrites the reports from the last full run's results.
 
 Mutant names are mutmut's: `<module>.x_<function>__mutmut_<n>` (`xǁ<Class>ǁ<method>` for
 methods). A name points at one mutation of one function's current source; when the function
@@ -220,12 +220,13 @@ def prepare_sample_workdir(sample: list[Listed]) -> Path:
     return SAMPLE_WORKDIR
 
 
-def run_sample(mutmut: str, jobs: int) -> int:
-    """The checked-in sample: exit 0 only when every sample mutant is killed."""
-    sample = read_listed(SAMPLE_FILE)
+def run_sample(mutmut: str, jobs: int, listing: Path = SAMPLE_FILE) -> int:
+    """The checked-in sample (or another list of mutants in its format, such as the
+    survivors a new test is meant to kill): exit 0 only when every one is killed."""
+    sample = read_listed(listing)
     for entry in sample:
         if not entry.fields:
-            raise ValueError(f"{SAMPLE_FILE}: {entry.name} names no test file to kill it")
+            raise ValueError(f"{listing}: {entry.name} names no test file to kill it")
     workdir = prepare_sample_workdir(sample)
     started = time.monotonic()
     run_mutmut(mutmut, workdir, jobs, [entry.name for entry in sample])
@@ -255,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested in parallel")
     parser.add_argument("--resume", action="store_true",
                         help="full: keep the results of an interrupted run in mutants/")
+    parser.add_argument("--list", type=Path, default=SAMPLE_FILE, dest="listing",
+                        help="sample: the mutants to run, one `NAME TEST_FILE... # note` "
+                             "a line (default: the checked-in sample)")
     return parser
 
 
@@ -264,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     arguments = build_parser().parse_args(argv)
     commands = {
-        "sample": lambda: run_sample(arguments.mutmut, arguments.jobs),
+        "sample": lambda: run_sample(arguments.mutmut, arguments.jobs, arguments.listing),
         "full": lambda: full(arguments.mutmut, arguments.reports, arguments.jobs,
                              arguments.resume),
         "report": lambda: rewrite_reports(arguments.mutmut, arguments.reports),

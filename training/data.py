@@ -60,10 +60,6 @@ class ValidationReport:
         lines += [f"  [{'ok' if c.passed else 'FAIL'}] {c.name}: {c.detail}" for c in ordered]
         return "\n".join(lines)
 
-    def to_json(self) -> str:
-        """The report as indented JSON."""
-        return json.dumps(self.to_dict(), indent=2)
-
 
 class DataValidationError(Exception):
     """Data that must not be used, carrying the full validation report."""

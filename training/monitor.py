@@ -25,6 +25,11 @@ from training.evaluate import classification_metrics
 from training.jsonlines import read_json_lines
 from training.schema import INPUTS, POSITIVE_LABEL
 
+# How long the remote trigger may take to answer before the monitor reports Jenkins down.
+TRIGGER_TIMEOUT_SECONDS = 30.0
+# The longest cause (and error body) passed on: Jenkins shows the cause on the build page.
+TRIGGER_TEXT_LIMIT = 200
+
 logger = logging.getLogger(__name__)
 
 
@@ -128,14 +133,15 @@ def trigger_jenkins(reason: str, environ: dict[str, str] | None = None) -> str:
     auth = None
     if environ.get("JENKINS_USER") and environ.get("JENKINS_API_TOKEN"):
         auth = (environ["JENKINS_USER"], environ["JENKINS_API_TOKEN"])
-    params = {"RETRAIN": "true", "cause": reason[:200]}
+    params = {"RETRAIN": "true", "cause": reason[:TRIGGER_TEXT_LIMIT]}
     if environ.get("JENKINS_TRIGGER_TOKEN"):
         params["token"] = environ["JENKINS_TRIGGER_TOKEN"]
     try:
-        response = requests.post(url, params=params, auth=auth, timeout=30)
+        response = requests.post(url, params=params, auth=auth,
+                                 timeout=TRIGGER_TIMEOUT_SECONDS)
     except requests.RequestException as error:
         raise ValueError(f"cannot reach Jenkins at {url}: {error}") from None
     if response.status_code not in (200, 201):
         raise ValueError(f"Jenkins answered HTTP {response.status_code} to {url}: "
-                         f"{response.text[:200]}")
+                         f"{response.text[:TRIGGER_TEXT_LIMIT]}")
     return response.headers.get("Location", url)

@@ -147,6 +147,37 @@ def test_watcher_follows_the_pointer_without_any_request(
         holder.stop_watcher()
 
 
+def watcher_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """The live model-watcher threads of this process that were not in `before` (the app
+    fixtures of other tests in the same process may have left theirs)."""
+    return [thread for thread in threading.enumerate()
+            if thread.name == "model-watcher" and thread not in before]
+
+
+def test_one_daemon_watcher_per_process_and_none_when_following_on_requests(
+        promoted_registry: Path, caplog: pytest.LogCaptureFixture) -> None:
+    before = set(watcher_threads(set()))
+    assert not ModelHolder(Registry(promoted_registry), reload_seconds=0).start_watcher()
+    assert watcher_threads(before) == []
+    holder = ModelHolder(Registry(promoted_registry), reload_seconds=3600)
+    try:
+        assert holder.start_watcher() and not holder.start_watcher()
+        [watcher] = watcher_threads(before)
+        assert watcher.daemon  # never holds a worker's exit back
+        assert [record.getMessage() for record in caplog.records
+                if record.name == "app.model_holder"] == [
+            "watching the production pointer every 3600s"]
+    finally:
+        holder.stop_watcher()
+    watcher.join(timeout=60)  # the stop wakes it at once; 60 s only guards against a hang
+    assert not watcher.is_alive()
+    # Stopped, it may start again (a test, or a process that stopped it on purpose).
+    try:
+        assert holder.start_watcher() and len(watcher_threads(before)) == 1
+    finally:
+        holder.stop_watcher()
+
+
 def test_a_request_never_waits_for_a_load(promoted_registry: Path,
                                           trained_model_dir: Path) -> None:
     registry = Registry(promoted_registry)
@@ -185,10 +216,14 @@ class FlakySource:
         return self.registry.load_verified(version)
 
 
-def test_transient_failure_is_retried_with_backoff(promoted_registry: Path) -> None:
+def test_transient_failure_is_retried_with_backoff(
+        promoted_registry: Path, caplog: pytest.LogCaptureFixture) -> None:
     now = [1000.0]
     source = FlakySource(Registry(promoted_registry), failures=2)
-    holder = ModelHolder(source, reload_seconds=1, clock=lambda: now[0])
+    failures: list[tuple[str, Exception]] = []
+    holder = ModelHolder(source, reload_seconds=1, clock=lambda: now[0],
+                         on_failure=lambda name, error: failures.append((name, error)))
+    version = source.registry.production_version()
     assert not holder.refresh() and source.attempts == 1
     assert not holder.refresh() and source.attempts == 1, "retried before the backoff"
     now[0] += 1
@@ -197,11 +232,68 @@ def test_transient_failure_is_retried_with_backoff(promoted_registry: Path) -> N
     assert not holder.refresh() and source.attempts == 2, "the backoff doubles"
     now[0] += 1
     assert holder.refresh() and holder.model is not None and source.attempts == 3
+    # Each failed attempt is reported with the version, the error and when the next comes.
+    assert [(name, error.errno) for name, error in failures] == [(version, errno.EMFILE)] * 2
+    said = [record.getMessage() for record in caplog.records
+            if record.name == "app.model_holder" and record.levelname == "ERROR"]
+    assert said == [f"could not load (attempt {n}, next in {delay}s) model version {version} "
+                    f"(still serving nothing): [Errno 24] Too many open files"
+                    for n, delay in ((1, 1), (2, 2))]
+
+
+class SurprisingSource(FlakySource):
+    """A registry whose first fingerprint raises what no one expects (say, a store's own
+    error type)."""
+
+    def fingerprint(self, version: str) -> Any:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise RuntimeError("surprise")
+        return self.registry.fingerprint(version)
+
+
+def test_a_version_that_cannot_be_fingerprinted_is_tried_again_later(
+        promoted_registry: Path, caplog: pytest.LogCaptureFixture) -> None:
+    now = [1000.0]
+    source = SurprisingSource(Registry(promoted_registry), failures=0)
+    holder = ModelHolder(source, reload_seconds=0, clock=lambda: now[0])
+    assert not holder.refresh() and holder.model is None
+    version = source.registry.production_version()
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] \
+        == [f"could not load (attempt 1, next in 1s) model version {version} "
+            "(still serving nothing): surprise"]
+    now[0] += 1
+    assert holder.refresh() and holder.model is not None
+
+
+def test_the_watcher_outlives_a_failed_check_and_says_so(
+        promoted_registry: Path, caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[str] = []
+
+    def on_load(model: Any, previous: Any) -> None:
+        calls.append(model.version)
+        if len(calls) == 1:
+            raise RuntimeError("surprise")
+
+    registry = Registry(promoted_registry)
+    holder = ModelHolder(registry, reload_seconds=0.05, on_load=on_load)
+    assert holder.start_watcher()
+    try:
+        wait_for(lambda: holder.model is not None, "the watcher's first load")
+        registry.promote(registry.register(promoted_registry / registry.production_version(),
+                                           version="next-2"), reason="test")
+        wait_for(lambda: calls[-1:] == ["next-2"], "the watcher's next swap")
+    finally:
+        holder.stop_watcher()
+    [failed] = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert failed.getMessage() == "the model watcher failed a check; still watching"
+    assert failed.exc_info is not None and str(failed.exc_info[1]) == "surprise"
 
 
 def test_refused_version_is_tried_again_only_once_its_files_change(
         client: FlaskClient, promoted_registry: Path, trained_model_dir: Path,
-        artifact_copy: Path, applicant: dict[str, Any]) -> None:
+        artifact_copy: Path, applicant: dict[str, Any],
+        caplog: pytest.LogCaptureFixture) -> None:
     registry = Registry(promoted_registry)
     first = serving_version(client, applicant)
     register_tampered(registry, artifact_copy, "half-copied")
@@ -209,6 +301,10 @@ def test_refused_version_is_tried_again_only_once_its_files_change(
     for _ in range(3):
         assert serving_version(client, applicant) == first
     assert metric_value(client, "credit_model_reload_failures_total") == 1.0
+    [said] = [record.getMessage() for record in caplog.records
+              if record.name == "app.model_holder" and record.levelname == "ERROR"]
+    assert said.startswith(f"refused model version half-copied (still serving {first}): "
+                           f"{registry.root / 'half-copied' / MODEL_FILE}: sha256 "), said
     # The copy completes: the right bytes replace the partial ones.
     model_file = registry.root / "half-copied" / MODEL_FILE
     model_file.chmod(0o644)
@@ -318,3 +414,35 @@ def test_no_request_fails_while_models_are_swapped(
         for thread in threads:
             thread.join()
     assert statuses and set(statuses) == {200}
+
+
+def test_an_unreadable_pointer_is_logged_once_per_distinct_error(
+        promoted_registry: Path, caplog: pytest.LogCaptureFixture) -> None:
+    registry = Registry(promoted_registry)
+    holder = ModelHolder(registry, reload_seconds=0, pointer="test pointer")
+    serving = registry.production_version()
+    holder.refresh()
+    pointer = promoted_registry / POINTER_FILE
+    pointer.write_bytes(b"../escape\n")
+    for _ in range(3):  # one message however often the watcher looks
+        holder.refresh()
+    pointer.write_bytes(b"\xff\n")  # another error: said again
+    holder.refresh()
+    holder.refresh()
+    said = [record.getMessage() for record in caplog.records
+            if record.name == "app.model_holder" and record.levelname == "ERROR"]
+    assert len(said) == 2, said
+    assert all(message.startswith(f"cannot read the test pointer (still serving {serving}): ")
+               for message in said), said
+    errors = [message.rsplit("): ", 1)[1] for message in said]
+    assert errors[0] != errors[1] and all(": " in error for error in errors)
+    assert errors[0].split(": ", 1)[0].endswith("Error"), errors  # the exception's type
+
+
+def test_an_unreadable_pointer_before_any_model_says_nothing_serves(
+        promoted_registry: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (promoted_registry / POINTER_FILE).write_bytes(b"../escape\n")
+    ModelHolder(Registry(promoted_registry), reload_seconds=0).refresh()
+    [said] = [record.getMessage() for record in caplog.records
+              if record.name == "app.model_holder" and record.levelname == "ERROR"]
+    assert said.startswith("cannot read the production pointer (still serving nothing): ")

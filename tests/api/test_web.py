@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 from typing import Any
@@ -85,9 +86,12 @@ def test_form_post_shows_risk_decision_factors_and_version(
 
 def test_form_post_is_logged_like_an_api_prediction(
         client: FlaskClient, applicant: dict[str, Any], prediction_log: Any) -> None:
-    client.post("/", data=form_data(applicant))
+    page = client.post("/", data=form_data(applicant)).get_data(as_text=True)
     (line,) = prediction_log.read_text().splitlines()
     assert '"inputs"' in line and '"model_version"' in line
+    # The page's reference is the logged request id: the one feedback on this case names.
+    logged = json.loads(line)["request_id"]
+    assert f'<code class="request-id">{logged}</code>' in page
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [

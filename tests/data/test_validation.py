@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from training.config import TrainingConfig
-from training.data import DataValidationError, load_dataset, read_csv, split, validate
+from training.data import (CheckResult, DataValidationError, ValidationReport, load_dataset,
+                           read_csv, split, validate)
 from training.schema import COLUMNS, TARGET
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -93,3 +94,21 @@ def test_split_is_stratified_disjoint_and_seeded(data_file: Path) -> None:
     assert not both.duplicated().any()
     again_train, again_holdout = split(frame, config)
     pd.testing.assert_frame_equal(holdout, again_holdout)
+
+
+def test_report_text_puts_failures_first_and_the_error_names_them_all() -> None:
+    report = ValidationReport("batch.csv", 3, [
+        CheckResult("columns", True, "all 21 present"),
+        CheckResult("range:age", False, "2 values under 18"),
+        CheckResult("nulls", True, "none"),
+        CheckResult("domain:purpose", False, "unknown 'boat'")])
+    assert report.to_text() == "\n".join([
+        "data validation of batch.csv (3 rows): FAILED 2 of 4 checks",
+        "  [FAIL] range:age: 2 values under 18",
+        "  [FAIL] domain:purpose: unknown 'boat'",
+        "  [ok] columns: all 21 present",
+        "  [ok] nulls: none"])
+    assert str(DataValidationError(report)) == (
+        "batch.csv: data validation failed: range:age, domain:purpose")
+    passed = ValidationReport("good.csv", 1, [CheckResult("nulls", True, "none")])
+    assert passed.to_text() == "data validation of good.csv (1 rows): PASSED\n  [ok] nulls: none"

@@ -77,3 +77,12 @@ def test_the_score_meets_the_target_from_exactly_the_target(killed: int, meets: 
     assert mutation.TARGET_SCORE == 0.85
     assert (summary["score"], summary["target"], summary["meets_target"]) == (
         killed / 20, 0.85, meets)
+
+
+def test_a_list_of_mutants_to_check_must_name_the_tests_that_kill_them(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    listing = tmp_path / "survivors.txt"
+    listing.write_text("training.gate.x_decide__mutmut_1  # no test file named\n")
+    assert mutation.main(["sample", "--list", str(listing), "--mutmut", "/bin/false"]) == 1
+    assert f"{listing}: training.gate.x_decide__mutmut_1 names no test file to kill it" in \
+        caplog.text

@@ -1,4 +1,7 @@
-"""The command line end to end: exit statuses, messages, reports and registry effects."""
+"""The command line end to end: exit statuses, messages, reports and registry effects.
+
+The commands run in this process (tests/training_cli.py); the usage test starts the real
+`python -m training`."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.training_cli import run_training as run
 from training.report_names import PLOT_FILES, PLOTS_DIR
 from training.registry import Registry
 
@@ -24,12 +28,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("TRAINING_MODEL_FAMILIES", "logistic_regression")
     return tmp_path
-
-
-def run(*arguments: str) -> subprocess.CompletedProcess[str]:
-    """Run `python -m training ARGUMENTS` from the repository root."""
-    return subprocess.run([sys.executable, "-m", "training", *arguments], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_validate_broken_file_exits_1_naming_each_failed_check(workdir: Path) -> None:
@@ -62,6 +60,10 @@ def test_training_on_invalid_data_exits_1_with_the_report(workdir: Path) -> None
 
 def test_usage_error_exits_2() -> None:
     assert run("promote").returncode == 2
+    # The real entry point, once: `python -m training` exits with main()'s status.
+    started = subprocess.run([sys.executable, "-m", "training", "promote"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert started.returncode == 2 and "required: version" in started.stderr, started.stderr
 
 
 def test_train_twice_second_gate_compares_then_rollback(workdir: Path) -> None:
@@ -103,9 +105,7 @@ def test_champion_kept_exits_4_and_registers_without_promoting(workdir: Path) ->
     assert run("train", "--output", str(workdir / "m2")).returncode == 0
     # Demand that a challenger beat the champion by 0.05: an identical retrain cannot.
     env = {**os.environ, "TRAINING_CHAMPION_TOLERANCE": "-0.05"}
-    kept = subprocess.run([sys.executable, "-m", "training", "gate", "--candidate",
-                           str(workdir / "m2")], cwd=ROOT, capture_output=True, text=True,
-                          env=env)
+    kept = run("gate", "--candidate", str(workdir / "m2"), env=env)
     assert kept.returncode == 4, kept.stdout
     assert f"champion {champion} kept" in kept.stdout
     assert registry.production_version() == champion

@@ -15,8 +15,8 @@ import pytest
 from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_dataset, load_split, read_csv
-from training.intake import (build_snapshot, intake_all, intake_lock, newest_processed,
-                             pending_batches)
+from training.intake import (_kind, _link_target, build_snapshot, intake_all, intake_lock,
+                             newest_processed, pending_batches)
 from training.simulate import simulate_batch
 
 
@@ -155,7 +155,8 @@ def test_a_symlink_is_quarantined_as_a_link_without_reading_its_target(
         assert not [entry for entry in environment if entry in content], path
 
 
-def test_a_fifo_and_a_directory_are_quarantined_unread(ct_config: TrainingConfig) -> None:
+def test_a_fifo_and_a_directory_are_quarantined_unread(
+        ct_config: TrainingConfig, caplog: pytest.LogCaptureFixture) -> None:
     ct_config.incoming_dir.mkdir(parents=True)
     os.mkfifo(ct_config.incoming_dir / "pipe.csv")  # reading it would block: nobody writes
     (ct_config.incoming_dir / "folder.csv").mkdir()
@@ -165,9 +166,14 @@ def test_a_fifo_and_a_directory_are_quarantined_unread(ct_config: TrainingConfig
     assert "a fifo, not a regular file" in pipe.reasons[0]
     assert stat.S_ISFIFO(os.lstat(ct_config.quarantine_dir / "pipe.csv").st_mode)
     assert (ct_config.quarantine_dir / "folder.csv" / "inner.csv").read_text() == "not taken"
-    assert "QUARANTINED" in (ct_config.quarantine_dir / "pipe.reason.txt").read_text()
-    assert json.loads((ct_config.reports_dir / "intake" / "pipe.json").read_text())[
-        "accepted"] is False
+    said = (f"batch pipe.csv (unread): QUARANTINED -> {ct_config.quarantine_dir / 'pipe.csv'}"
+            "\n  refused: a fifo, not a regular file: not read")
+    assert (ct_config.quarantine_dir / "pipe.reason.txt").read_text() == said + "\n"
+    assert said in [record.getMessage() for record in caplog.records
+                    if record.levelname == "WARNING"]
+    report = json.loads((ct_config.reports_dir / "intake" / "pipe.json").read_text())
+    assert report["accepted"] is False and report["name"] == "pipe.csv"
+    assert report["validation"] == {"passed": False}  # nothing was read to validate
     assert pending_batches(ct_config) == []
 
 
@@ -184,3 +190,18 @@ def test_a_batch_over_the_size_limit_is_quarantined_unread_and_one_at_it_is_take
 
 def test_batch_size_limit_is_configurable_from_the_environment() -> None:
     assert TrainingConfig.from_env({"TRAINING_BATCH_MAX_BYTES": "1234"}).batch_max_bytes == 1234
+
+
+@pytest.mark.parametrize(("file_type", "words"), [
+    (stat.S_IFLNK, "a symbolic link"), (stat.S_IFDIR, "a directory"), (stat.S_IFIFO, "a fifo"),
+    (stat.S_IFSOCK, "a socket"), (stat.S_IFCHR, "a character device"),
+    (stat.S_IFBLK, "a block device"), (0, "not a regular file")])
+def test_each_kind_of_file_that_is_not_regular_is_named(file_type: int, words: str) -> None:
+    # Built from st_mode bits: a block device cannot be made without privileges here.
+    assert _kind(file_type | 0o644) == words
+
+
+def test_a_link_target_is_shown_only_for_a_link(tmp_path: Path) -> None:
+    (tmp_path / "link.csv").symlink_to("/etc/passwd")
+    assert _link_target(tmp_path / "link.csv") == " (to '/etc/passwd')"
+    assert _link_target(tmp_path) == ""  # not a link (or gone): nothing to show

@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,12 +18,13 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT
 from tests.helpers import free_port
+from tests.training_cli import run_training
 from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_dataset, split
-from training.monitor import assess, read_json_lines, trigger_jenkins
+from training import monitor
+from training.monitor import TRIGGER_TEXT_LIMIT, assess, read_json_lines, trigger_jenkins
 from training.registry import Registry
 from training.schema import INPUTS
 from training.simulate import simulate_batch
@@ -34,15 +35,20 @@ class Recorder(BaseHTTPRequestHandler):
 
     requests: list[dict[str, Any]] = []
     status = 201
+    body = b""
+    queue_location = True  # answer with a Location header naming the queue item
 
     def do_POST(self) -> None:  # noqa: N802 - the http.server hook name
         url = urlsplit(self.path)
         type(self).requests.append({"path": url.path, "query": parse_qs(url.query),
                                     "authorization": self.headers.get("Authorization")})
         self.send_response(self.status)
-        self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/queue/1/")
-        self.send_header("Content-Length", "0")
+        if self.queue_location:
+            self.send_header("Location",
+                             f"http://127.0.0.1:{self.server.server_port}/queue/1/")
+        self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
+        self.wfile.write(self.body)
 
     def log_message(self, *args: object) -> None:
         """Keep the test output quiet."""
@@ -101,6 +107,12 @@ def test_stable_traffic_or_too_little_of_it_does_not(
     few = assess(log, tmp_path / "none.jsonl", trained_model.card,
                  TrainingConfig(monitor_min_rows=500))
     assert not few.retrain and few.drift is None and "only 200 logged" in few.reasons[0]
+    assert few.window_rows == 200 and few.versions == {"v1": 200}
+    # Exactly the minimum is enough to judge drift.
+    enough = assess(log, tmp_path / "none.jsonl", trained_model.card,
+                    TrainingConfig(monitor_min_rows=200))
+    assert enough.drift is not None and enough.drift["drifted"] == []
+    assert "no input drift over the last 200" in enough.reasons[0]
 
 
 def test_live_performance_counts_only_the_production_models_own_predictions(
@@ -145,9 +157,44 @@ def test_trigger_posts_retrain_with_token_and_basic_auth(jenkins: type[Recorder]
     assert sent["authorization"] == "Basic " + base64.b64encode(b"ct-bot:api-token").decode()
 
 
+def test_trigger_sends_no_credentials_unless_user_and_token_are_both_set(
+        jenkins: type[Recorder]) -> None:
+    trigger_jenkins("x", {"JENKINS_TRIGGER_URL": jenkins.url, "JENKINS_USER": "ct-bot"})
+    trigger_jenkins("x", {"JENKINS_TRIGGER_URL": jenkins.url, "JENKINS_API_TOKEN": "t"})
+    assert [sent["authorization"] for sent in jenkins.requests] == [None, None]
+    assert all("token" not in sent["query"] for sent in jenkins.requests)
+
+
+def test_trigger_reads_the_process_environment_by_default(
+        jenkins: type[Recorder], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JENKINS_TRIGGER_URL", jenkins.url)
+    monkeypatch.setenv("JENKINS_TRIGGER_TOKEN", "from-env")
+    trigger_jenkins("drift")
+    assert jenkins.requests[0]["query"]["token"] == ["from-env"]
+
+
+def test_trigger_accepts_200_and_falls_back_to_the_url_without_a_queue_location(
+        jenkins: type[Recorder]) -> None:
+    jenkins.status, jenkins.queue_location = 200, False
+    assert trigger_jenkins("x", {"JENKINS_TRIGGER_URL": jenkins.url}) == jenkins.url
+
+
+def test_trigger_cuts_the_cause_and_the_error_body_to_their_limit(
+        jenkins: type[Recorder]) -> None:
+    trigger_jenkins("c" * 300, {"JENKINS_TRIGGER_URL": jenkins.url})
+    assert jenkins.requests[0]["query"]["cause"] == ["c" * TRIGGER_TEXT_LIMIT]
+    jenkins.status, jenkins.body = 500, b"e" * 300
+    with pytest.raises(ValueError) as refused:
+        trigger_jenkins("x", {"JENKINS_TRIGGER_URL": jenkins.url})
+    assert str(refused.value) == (f"Jenkins answered HTTP 500 to {jenkins.url}: "
+                                  + "e" * TRIGGER_TEXT_LIMIT)
+
+
 def test_trigger_failures_are_errors_with_the_reason(jenkins: type[Recorder]) -> None:
-    with pytest.raises(ValueError, match="JENKINS_TRIGGER_URL is not set"):
+    with pytest.raises(ValueError) as unset:
         trigger_jenkins("x", {})
+    assert str(unset.value) == ("JENKINS_TRIGGER_URL is not set (the job's "
+                                "buildWithParameters URL)")
     jenkins.status = 403
     with pytest.raises(ValueError, match="HTTP 403"):
         trigger_jenkins("x", {"JENKINS_TRIGGER_URL": jenkins.url})
@@ -156,17 +203,35 @@ def test_trigger_failures_are_errors_with_the_reason(jenkins: type[Recorder]) ->
         trigger_jenkins("x", {"JENKINS_TRIGGER_URL": nobody})
 
 
+def test_a_jenkins_that_never_answers_is_reported_after_the_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A socket that listens but never accepts: the connection is made, no answer comes.
+    silent = socket.create_server(("127.0.0.1", 0))
+    # Should the request wait for ever, closing the socket ends it with a reset instead,
+    # and the assertion on "timed out" below fails.
+    closer = threading.Timer(30, silent.close)
+    closer.start()
+    monkeypatch.setattr(monitor, "TRIGGER_TIMEOUT_SECONDS", 0.5)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/job/x/buildWithParameters"
+    try:
+        with pytest.raises(ValueError, match="cannot reach Jenkins") as down:
+            trigger_jenkins("x", {"JENKINS_TRIGGER_URL": url})
+    finally:
+        closer.cancel()
+        silent.close()
+    assert "timed out" in str(down.value)
+
+
 def monitor_cli(tmp_path: Path, registry: Path, log: Path, *arguments: str,
                 **environ: str) -> subprocess.CompletedProcess[str]:
-    """Run `python -m training monitor` the way cron or Jenkins would."""
+    """`python -m training monitor` with the environment cron or Jenkins would give it."""
     # The test's own tracking store, where the registry of record lives (never mlruns/).
     env = {"PATH": "/usr/bin:/bin", "MODEL_REGISTRY": str(registry),
            "TRAINING_TRACKING_DIR": os.environ["TRAINING_TRACKING_DIR"],
            "REPORTS_DIR": str(tmp_path / "reports"),
            "TRAINING_INCOMING_DIR": str(tmp_path / "incoming"), **environ}
-    return subprocess.run([sys.executable, "-m", "training", "monitor", "--log", str(log),
-                           "--feedback", str(tmp_path / "feedback.jsonl"), *arguments],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return run_training("monitor", "--log", str(log), "--feedback",
+                        str(tmp_path / "feedback.jsonl"), *arguments, env=env)
 
 
 def test_monitor_command_triggers_jenkins_when_inputs_drift(
@@ -184,6 +249,11 @@ def test_monitor_command_triggers_jenkins_when_inputs_drift(
     assert "input drift" in sent["query"]["cause"][0]
     report = json.loads((tmp_path / "reports" / "monitor.json").read_text())
     assert report["retrain"] and report["actions"][0].startswith("triggered Jenkins")
+    assert set(report) == {"retrain", "reasons", "window_rows", "versions", "drift", "live",
+                           "actions"}
+    assert report["window_rows"] == 250 and report["versions"] == {version: 250}
+    assert report["drift"]["drifted"] and report["live"] is None  # no feedback came back
+    assert report["reasons"][0].startswith("input drift in ")
 
 
 def test_monitor_command_does_not_trigger_on_stable_traffic(

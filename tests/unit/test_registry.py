@@ -82,6 +82,13 @@ def test_load_production_before_any_promotion_is_a_clear_error(tmp_path: Path) -
         Registry(tmp_path / "registry").load_production()
 
 
+def test_load_production_loads_the_version_the_pointer_names(promoted_registry: Path) -> None:
+    registry = Registry(promoted_registry)
+    loaded = registry.load_production()
+    assert loaded.version == registry.production_version() is not None
+    assert loaded.card == registry.load(loaded.version).card
+
+
 def test_promoting_an_unknown_or_malformed_version_is_refused(tmp_path: Path) -> None:
     registry = Registry(tmp_path / "registry")
     with pytest.raises(RegistryError, match="no version v9"):

@@ -94,7 +94,8 @@ def test_snapshot_holds_base_and_accepted_batches_only(ct_config: TrainingConfig
 def test_retrain_gates_the_challenger_and_reports_the_newest_batch(
         ct_config: TrainingConfig, trained_model_dir: Path) -> None:
     registry = Registry(ct_config.registry_dir)
-    registry.promote(registry.register(trained_model_dir), reason="v1")
+    champion = registry.register(trained_model_dir)
+    registry.promote(champion, reason="v1")
     write_batch(ct_config, "a-good.csv", "covariate", 0.4, 5)
     outcome = retrain(ct_config, ct_config.reports_dir.parent / "challenger")
     assert outcome.gate.decision in ("promoted", "champion_kept")
@@ -110,6 +111,17 @@ def test_retrain_gates_the_challenger_and_reports_the_newest_batch(
     assert run.data.tags["data.sha256"] == file_sha256(outcome.snapshot)
     assert run.data.tags["data.sources"] == "credit.csv, a-good.csv"
     assert run.data.tags["gate.decision"] == outcome.gate.decision
+    # reports/retrain.json, for the summary: what came in, what it trained on, what it decided.
+    [batch] = outcome.batches
+    assert outcome.to_dict() == {
+        "decision": outcome.gate.decision, "reasons": outcome.gate.reasons,
+        "challenger_version": outcome.gate.challenger["version"],
+        "champion_version": champion,
+        "snapshot": {"path": str(outcome.snapshot), "sha256": file_sha256(outcome.snapshot)},
+        "batches": [{"name": "a-good.csv", "accepted": True, "rows": batch.rows,
+                     "destination": batch.destination, "reasons": batch.reasons}],
+        "newest_batch": outcome.gate.newest_batch}
+    assert batch.rows == 200 and batch.destination.endswith("a-good.csv")
 
 
 def test_a_worse_challenger_is_refused_and_the_champion_keeps_serving(
