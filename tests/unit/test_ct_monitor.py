@@ -104,10 +104,12 @@ def test_stable_traffic_or_too_little_of_it_does_not(
     config = TrainingConfig(monitor_min_rows=150)
     stable = assess(log, tmp_path / "none.jsonl", trained_model.card, config)
     assert not stable.retrain and "no input drift over the last 200" in stable.reasons[0]
-    few = assess(log, tmp_path / "none.jsonl", trained_model.card,
+    few = assess(log, tmp_path / "none.jsonl", {**trained_model.card, "version": "v1"},
                  TrainingConfig(monitor_min_rows=500))
     assert not few.retrain and few.drift is None and "only 200 logged" in few.reasons[0]
     assert few.window_rows == 200 and few.versions == {"v1": 200}
+    assert few.reasons[1] == ("0 labelled outcomes of model v1; live performance is judged "
+                              f"from {TrainingConfig().monitor_min_feedback}")
     # Exactly the minimum is enough to judge drift.
     enough = assess(log, tmp_path / "none.jsonl", trained_model.card,
                     TrainingConfig(monitor_min_rows=200))
@@ -129,12 +131,18 @@ def test_live_performance_counts_only_the_production_models_own_predictions(
     feedback = write_lines(tmp_path / "f.jsonl", [
         {"request_id": r["request_id"], "outcome": label}
         for r, label in zip(old + new, list(frame["credit_risk"]))])
-    decision = assess(log, feedback, card, TrainingConfig(monitor_min_feedback=50))
+    # v2 sits exactly on floors of 1.0: on the floor is not under it.
+    decision = assess(log, feedback, card, TrainingConfig(
+        monitor_min_feedback=50, floor_roc_auc=1.0, floor_recall_bad=1.0))
     assert decision.live["rows"] == 60 and decision.live["roc_auc"] == 1.0
+    assert decision.live["recall_bad"] == 1.0
     assert not decision.retrain
+    assert decision.reasons[-1] == "live performance on 60 labelled requests holds"
     under = assess(log, feedback, {**card, "version": "v1"},
                    TrainingConfig(monitor_min_feedback=50))
-    assert under.retrain and "under the floor" in under.reasons[-1]
+    assert under.retrain and under.reasons[-1] == (
+        "live performance on 60 labelled requests under the floor: "
+        "roc_auc 0.000 < 0.75; recall_bad 0.000 < 0.6")
 
 
 def test_reading_the_log_keeps_the_last_lines_and_skips_torn_ones(tmp_path: Path) -> None:
@@ -253,7 +261,9 @@ def test_monitor_command_triggers_jenkins_when_inputs_drift(
                            "actions"}
     assert report["window_rows"] == 250 and report["versions"] == {version: 250}
     assert report["drift"]["drifted"] and report["live"] is None  # no feedback came back
-    assert report["reasons"][0].startswith("input drift in ")
+    drifted = report["drift"]["drifted"]
+    assert len(drifted) > 1 and report["reasons"][0].startswith(
+        f"input drift in {', '.join(drifted)} over the last 250 requests (worst: ")
 
 
 def test_monitor_command_does_not_trigger_on_stable_traffic(
