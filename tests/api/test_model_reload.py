@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import shutil
 import threading
 import time
@@ -156,6 +157,7 @@ def watcher_threads(before: set[threading.Thread]) -> list[threading.Thread]:
 
 def test_one_daemon_watcher_per_process_and_none_when_following_on_requests(
         promoted_registry: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="app.model_holder")
     before = set(watcher_threads(set()))
     assert not ModelHolder(Registry(promoted_registry), reload_seconds=0).start_watcher()
     assert watcher_threads(before) == []
