@@ -24,7 +24,8 @@ from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_dataset, split
 from training import monitor
-from training.monitor import TRIGGER_TEXT_LIMIT, assess, read_json_lines, trigger_jenkins
+from training.monitor import (TRIGGER_TEXT_LIMIT, assess, prediction_frame, read_json_lines,
+                              trigger_jenkins)
 from training.registry import Registry
 from training.schema import INPUTS
 from training.simulate import simulate_batch
@@ -330,3 +331,12 @@ def test_the_monitor_reads_outcomes_from_rotated_feedback_logs_within_its_window
     assert assess(log, feedback, card, config).live["rows"] == 60
     narrow = TrainingConfig(monitor_min_feedback=10, monitor_window_feedback=25)
     assert assess(log, feedback, card, narrow).live["rows"] == 25
+
+
+def test_the_prediction_frame_has_the_schemas_columns_whatever_the_log_holds() -> None:
+    columns = [c.name for c in INPUTS] + ["request_id", "probability_bad", "model_version"]
+    assert list(prediction_frame([], 10).columns) == columns  # an empty log: no KeyError later
+    odd = {"request_id": "r1", "inputs": {"age": 30, "smuggled": 1}, "model_version": "v1"}
+    frame = prediction_frame([odd], 10)
+    assert list(frame.columns) == columns and frame.loc[0, "age"] == 30
+    assert frame["amount"].isna().all() and frame["probability_bad"].isna().all()

@@ -10,6 +10,7 @@ import pytest
 
 from training.artifact import (CARD_FILE, MODEL_FILE, ModelIntegrityError, load_artifact,
                                sha256_of, write_card)
+from training.canary_release import CanaryRelease
 from training.model_check import CardError
 from training.registry import HISTORY_FILE, POINTER_FILE, Registry, RegistryError
 
@@ -187,3 +188,15 @@ def test_promotion_that_cannot_write_its_history_changes_nothing(
     monkeypatch.setattr(os, "write", real_write)
     assert (registry.root / HISTORY_FILE).read_bytes() == before
     assert registry.production_version() == "v1"
+
+
+def test_following_a_canary_release_mirrors_it_and_its_end(promoted_registry: Path) -> None:
+    registry = Registry(promoted_registry)
+    release = CanaryRelease(registry.production_version(), "canary", 0.1, max_error_rate=0.05,
+                            max_latency_ms=250.0, started_at="2026-12-04T00:00:00Z")
+    registry.follow_canary(None)  # nothing ran, nothing to end: no error
+    registry.follow_canary(release)
+    assert registry.canary_release() == release
+    registry.follow_canary(None)
+    registry.follow_canary(None)  # ended twice (a second follower's pass): still no error
+    assert registry.canary_release() is None
