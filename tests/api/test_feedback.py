@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.config import SettingsError
+from app.validation import MAX_UNKNOWN_FIELDS
 from app.prediction_log import LoggedIds
 from training.monitor import live_performance, prediction_frame, read_json_lines
 
@@ -85,6 +86,21 @@ def test_feedback_bad_input_returns_422_naming_the_fields(
     assert response.status_code == 422
     assert set(response.get_json()["fields"]) == fields
     assert not Path(app.config["FEEDBACK_LOG"]).exists()
+
+
+def test_feedback_that_is_not_an_object_or_far_too_big_gets_one_message(
+        client: FlaskClient) -> None:
+    array = client.post("/api/v1/feedback", json=["abc", "good"], headers=AUTH).get_json()
+    assert array["fields"] == {"body": "must be a JSON object (got array)"}
+    # One past what is tolerated (within the body-size limit): one line about the body, not
+    # an "unknown field" entry per key.
+    extra = MAX_UNKNOWN_FIELDS + 1
+    crowded = {"request_id": "abc", "outcome": "good", **{f"k{n}": n for n in range(extra)}}
+    answer = client.post("/api/v1/feedback", json=crowded, headers=AUTH).get_json()
+    assert answer["fields"] == {"body": f"has {2 + extra} fields; at most 2 are known"}
+    tolerated = dict(list(crowded.items())[:-1])
+    answer = client.post("/api/v1/feedback", json=tolerated, headers=AUTH).get_json()
+    assert len(answer["fields"]) == MAX_UNKNOWN_FIELDS  # each unknown field named
 
 
 def test_feedback_malformed_json_returns_400_and_wrong_type_415(client: FlaskClient) -> None:
