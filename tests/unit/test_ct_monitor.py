@@ -24,8 +24,8 @@ from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_dataset, split
 from training import monitor
-from training.monitor import (TRIGGER_TEXT_LIMIT, assess, prediction_frame, read_json_lines,
-                              trigger_jenkins)
+from training.monitor import (TRIGGER_TEXT_LIMIT, assess, live_performance, prediction_frame,
+                              read_json_lines, trigger_jenkins)
 from training.registry import Registry
 from training.schema import INPUTS
 from training.simulate import simulate_batch
@@ -340,3 +340,12 @@ def test_the_prediction_frame_has_the_schemas_columns_whatever_the_log_holds() -
     frame = prediction_frame([odd], 10)
     assert list(frame.columns) == columns and frame.loc[0, "age"] == 30
     assert frame["amount"].isna().all() and frame["probability_bad"].isna().all()
+
+
+def test_feedback_lines_without_a_request_id_or_a_known_outcome_are_ignored() -> None:
+    logged = [{"request_id": f"r{n}", "inputs": {"age": 30}, "model_version": "v1",
+               "output": {"probability_bad": p}} for n, p in enumerate((0.9, 0.1))]
+    feedback = [{"outcome": "bad"}, {"request_id": "r0"}, {"request_id": "r1", "outcome": "?"},
+                {"request_id": "r0", "outcome": "bad"}, {"request_id": "r1", "outcome": "good"}]
+    live = live_performance(prediction_frame(logged, 10), feedback, threshold=0.5)
+    assert live is not None and live["rows"] == 2 and live["roc_auc"] == 1.0
