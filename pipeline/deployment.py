@@ -31,12 +31,19 @@ TARGETS = ("compose", "swarm", "kubernetes")
 # The Helm chart's name: its pods' app.kubernetes.io/name label (deploy/helm/credit-risk).
 CHART = "credit-risk"
 REPORT_FILE = "deploy.json"
-# Asked inside a replica's container: its own Gunicorn's /readyz (the model version it
-# serves, and the canary it applies), printed as one JSON line.
-READYZ_PROBE = ("import json, os, urllib.request; "
-                "port = os.environ['GUNICORN_BIND'].rsplit(':', 1)[1]; "
-                "print(json.dumps(json.load(urllib.request.urlopen("
-                "f'http://127.0.0.1:{port}/readyz', timeout=4))))")
+
+
+def replica_probe(path: str, timeout: float) -> str:
+    """Python source to run inside a replica's container: GET `path` of its own Gunicorn
+    (not a neighbour's, as through NGINX) and print the body; non-zero exit on an error."""
+    return ("import os, urllib.request; "
+            "port = os.environ['GUNICORN_BIND'].rsplit(':', 1)[1]; "
+            f"print(urllib.request.urlopen(f'http://127.0.0.1:{{port}}{path}', "
+            f"timeout={timeout:g}).read().decode())")
+
+
+# A replica's own /readyz: the model version it serves, and the canary it applies (JSON).
+READYZ_PROBE = replica_probe("/readyz", timeout=4)
 # The app image's revision label (the Dockerfile's org.opencontainers.image.revision).
 REVISION_LABEL = "org.opencontainers.image.revision"
 COMMAND_TIMEOUT = 60.0

@@ -12,6 +12,7 @@ import docker
 import pytest
 import requests
 
+from pipeline.deployment import replica_probe
 from tests.container.support import Images, Stack, run_make
 from tests.helpers import wait_until
 from training.canary_release import arm_position
@@ -27,10 +28,7 @@ QUICK_TRAINING = {"TRAINING_MODEL_FAMILIES": "logistic_regression", "TRAINING_CV
 # The training container's first step: a challenger trained on the image's data.
 TRAIN_CANDIDATE = "python -m training train --data data/credit.csv --output /tmp/candidate"
 # Run in the app container: its Gunicorn's /metrics, which sums up every live worker.
-METRICS_PROBE = ("import os, urllib.request; "
-                 "port = os.environ['GUNICORN_BIND'].rsplit(':', 1)[1]; "
-                 "print(urllib.request.urlopen(f'http://127.0.0.1:{port}/metrics', "
-                 "timeout=10).read().decode())")
+METRICS_PROBE = replica_probe("/metrics", timeout=10)
 # credit_model_info is 1 for a version some live worker serves (multiprocess livemax).
 SERVED_SAMPLE = re.compile(r'^credit_model_info\{version="([^"]+)"\} 1\.0$', re.MULTILINE)
 
