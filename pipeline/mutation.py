@@ -27,6 +27,7 @@ import argparse
 import configparser
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -44,6 +45,11 @@ SAMPLE_FILE = MUTATION_DIR / "sample-mutants.txt"
 SAMPLE_WORKDIR = ROOT / "build" / "mutation-sample"
 # What a sample work directory needs besides the mutated packages: tests import these.
 SAMPLE_LINKS = ("training", "app", "pipeline", "tests", "data")
+# Where a run's test sessions keep what their costly session fixtures make, for the other
+# mutants' sessions to reuse when they cannot change it (tests/session_cache.py); emptied at
+# the start of every run, so no product outlives the code that made it.
+CACHE_DIR_VARIABLE = "MUTATION_CACHE_DIR"
+CACHE_SUBDIR = Path("build") / "mutation-cache"
 MAX_DIFFS = 400  # survivors shown with their diff in the text report; the rest by name
 # The share of non-equivalent mutants the tests must kill (issue 16's bar); the one place
 # that says so: the report carries it for the Jenkins job and the summary.
@@ -177,8 +183,11 @@ def rewrite_reports(mutmut: str, reports_dir: Path) -> int:
 def run_mutmut(mutmut: str, workdir: Path, jobs: int, names: list[str]) -> None:
     """`mutmut run` in `workdir`; its progress goes to this process's output."""
     command = [mutmut, "run", "--max-children", str(jobs), *names]
+    cache = workdir / CACHE_SUBDIR
+    shutil.rmtree(cache, ignore_errors=True)
     logger.info("running %s in %s", " ".join(command[:4] + ["..."] * bool(names)), workdir)
-    status = subprocess.run(command, cwd=workdir, check=False).returncode
+    status = subprocess.run(command, cwd=workdir, check=False,
+                            env={**os.environ, CACHE_DIR_VARIABLE: str(cache)}).returncode
     if status != 0:
         raise RuntimeError(f"mutmut run exited with status {status}")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.session_cache import reuse_or_make
 from training.artifact import LoadedModel, load_artifact
 from training.config import TrainingConfig
 from training.registry import Registry
@@ -32,7 +33,8 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlflow.tracking import MlflowClient  # installed for training (requirements-training)
 
     directory = tmp_path_factory.mktemp("empty-mlruns")
-    MlflowClient(f"sqlite:///{directory / DATABASE_FILE}").search_experiments()
+    reuse_or_make("empty-mlflow-store", directory, lambda target: MlflowClient(
+        f"sqlite:///{target / DATABASE_FILE}").search_experiments())
     return directory
 
 
@@ -91,9 +93,11 @@ def training_config(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory: pytest.TempPathFactory,
                       training_config: TrainingConfig) -> Path:
-    """A model trained once per session with the real config, as an artifact directory."""
+    """A model trained once per session with the real config, as an artifact directory
+    (once per mutation run when the mutant cannot change it: tests/session_cache.py)."""
     directory = tmp_path_factory.mktemp("model") / "artifact"
-    build_model(DATA_FILE, directory, training_config)
+    reuse_or_make("trained-model", directory,
+                  lambda target: build_model(DATA_FILE, target, training_config))
     return directory
 
 

@@ -86,3 +86,22 @@ def test_a_list_of_mutants_to_check_must_name_the_tests_that_kill_them(
     assert mutation.main(["sample", "--list", str(listing), "--mutmut", "/bin/false"]) == 1
     assert f"{listing}: training.gate.x_decide__mutmut_1 names no test file to kill it" in \
         caplog.text
+
+
+def test_mutmut_runs_with_an_emptied_cache_of_the_sessions_products(tmp_path: Path) -> None:
+    """Every run starts without the products of an earlier run's code (tests/session_cache.py)
+    and tells its test sessions where to keep them."""
+    stale = tmp_path / mutation.CACHE_SUBDIR / "trained-model"
+    stale.mkdir(parents=True)
+    seen = tmp_path / "seen.txt"
+    fake = tmp_path / "mutmut"
+    fake.write_text("#!/bin/sh\n"
+                    f'{{ echo "$*"; echo "${mutation.CACHE_DIR_VARIABLE}"; '
+                    f'test -e "${mutation.CACHE_DIR_VARIABLE}" && echo present || echo absent; }} '
+                    f'> {seen}\n')
+    fake.chmod(0o755)
+    mutation.run_mutmut(str(fake), tmp_path, 2, ["training.gate.x_run_gate__mutmut_1"])
+    arguments, cache, present = seen.read_text().splitlines()
+    assert arguments == "run --max-children 2 training.gate.x_run_gate__mutmut_1"
+    assert cache == str(tmp_path / mutation.CACHE_SUBDIR)
+    assert present == "absent"  # the sessions of this run make it anew
