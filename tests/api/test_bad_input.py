@@ -13,6 +13,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.errors import MAX_FIELD_NAME_CHARS, MAX_REPORTED_FIELDS
+from app.validation import describe
 from training.schema import FEATURES, INPUTS, PROTECTED
 
 Mutation = Callable[[dict[str, Any]], Any]
@@ -94,7 +95,28 @@ def test_predict_unknown_category_message_lists_the_allowed_values(
         client: FlaskClient, applicant: dict[str, Any], column: Any) -> None:
     response = client.post("/api/v1/predict", json={**applicant, column.name: "nope"})
     message = assert_names_fields(response, 422, column.name)["fields"][column.name]
-    assert all(category in message for category in column.categories)
+    allowed = ", ".join(f"'{category}'" for category in column.categories)
+    assert message == f"must be one of {allowed} (got 'nope')"
+
+
+@pytest.mark.parametrize(("value", "kind"), [
+    ({"years": 30}, "object"), ([30], "array"), ("30", "string"), (30.5, "number"),
+    (True, "boolean")])
+def test_a_value_of_the_wrong_json_type_is_named_by_its_type(
+        client: FlaskClient, applicant: dict[str, Any], value: Any, kind: str) -> None:
+    response = client.post("/api/v1/predict", json={**applicant, "age": value})
+    message = assert_names_fields(response, 422, "age")["fields"]["age"]
+    assert message.endswith(f" (got {kind})") and message.startswith("must be an integer")
+
+
+def test_an_unknown_category_is_quoted_and_one_over_40_characters_is_cut(
+        client: FlaskClient, applicant: dict[str, Any]) -> None:
+    column = CATEGORICAL[0]
+    for given, shown in (("n" * 40, repr("n" * 40)), ("n" * 41, repr("n" * 40 + "...")),
+                         (7, "number")):
+        response = client.post("/api/v1/predict", json={**applicant, column.name: given})
+        message = assert_names_fields(response, 422, column.name)["fields"][column.name]
+        assert message == f"{describe(column)} (got {shown})"
 
 
 def test_predict_out_of_range_message_gives_the_bounds(

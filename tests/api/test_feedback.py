@@ -88,6 +88,25 @@ def test_feedback_bad_input_returns_422_naming_the_fields(
     assert not Path(app.config["FEEDBACK_LOG"]).exists()
 
 
+def test_feedback_errors_say_what_each_field_must_hold(client: FlaskClient) -> None:
+    body = client.post("/api/v1/feedback", json={"outcome": "maybe"}, headers=AUTH).get_json()
+    assert body["fields"] == {
+        "request_id": "is required: the request_id of a prediction (letters, digits, '.', "
+                      "'_', ':', '-'; at most 128)",
+        "outcome": "must be one of 'good', 'bad'"}
+
+
+@pytest.mark.parametrize(("body", "kind"), [
+    ("null", "null"), ("true", "boolean"), ("7", "number"), ("0.5", "number"),
+    ('"abc"', "string"), ("[]", "array")])
+def test_a_body_that_is_not_an_object_is_named_by_its_json_type(
+        client: FlaskClient, body: str, kind: str) -> None:
+    response = client.post("/api/v1/feedback", data=body, headers=AUTH,
+                           content_type="application/json")
+    assert response.status_code == 422
+    assert response.get_json()["fields"] == {"body": f"must be a JSON object (got {kind})"}
+
+
 def test_feedback_that_is_not_an_object_or_far_too_big_gets_one_message(
         client: FlaskClient) -> None:
     array = client.post("/api/v1/feedback", json=["abc", "good"], headers=AUTH).get_json()

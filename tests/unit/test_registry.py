@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from training.artifact import (CARD_FILE, MODEL_FILE, ModelIntegrityError, load_artifact,
                                sha256_of, write_card)
-from training.canary_release import CanaryRelease
+from training.canary_release import CanaryRelease, new_release
 from training.model_check import CardError
 from training.registry import HISTORY_FILE, POINTER_FILE, Registry, RegistryError
 
@@ -74,8 +75,62 @@ def test_promoting_the_serving_version_again_leaves_rollback_its_predecessor(
 
 
 def test_rollback_with_no_production_model_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(RegistryError, match="no production model"):
+    with pytest.raises(RegistryError,
+                       match=r"^nothing to roll back: no production model yet$"):
         Registry(tmp_path / "registry").rollback()
+
+
+def test_a_rollback_records_what_it_replaced_and_why_and_logs_it(
+        tmp_path: Path, trained_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    registry = Registry(tmp_path / "registry")
+    for name in ("v1", "v2"):
+        registry.register(trained_model_dir, version=name)
+        registry.promote(name)
+    with caplog.at_level(logging.INFO, logger="training.registry"):
+        assert registry.rollback(reason="the canary failed") == "v1"
+    last = registry.history()[-1]
+    assert {field: last[field] for field in ("action", "version", "previous", "reason")} == {
+        "action": "rollback", "version": "v1", "previous": "v2", "reason": "the canary failed"}
+    assert "rolled production back from v2 to v1" in caplog.messages
+    registry.promote("v2")
+    registry.rollback()
+    assert registry.history()[-1]["reason"] == ""  # no reason given: none recorded
+
+
+def test_a_canary_release_and_its_end_are_recorded_and_logged(
+        tmp_path: Path, trained_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    registry = Registry(tmp_path / "registry")
+    for name in ("v1", "v2"):
+        registry.register(trained_model_dir, version=name)
+    registry.promote("v1")
+    with pytest.raises(RegistryError) as nothing_to_end:
+        registry.clear_canary("canary-abort")
+    assert str(nothing_to_end.value) == f"{registry.root}: no canary release is running"
+    fields = ("action", "version", "previous", "reason")
+    started = new_release("v2", "canary", 0.2, 0.01, 250.0, "try v2")
+    with caplog.at_level(logging.INFO, logger="training.registry"):
+        registry.set_canary(started)
+        registry.clear_canary("canary-abort", reason="too slow")
+    assert registry.canary_release() is None
+    assert [[event[field] for field in fields] for event in registry.history()[-2:]] == [
+        ["canary", "v2", "v1", "try v2"], ["canary-abort", "v2", "v1", "too slow"]]
+    assert caplog.messages == ["v2 runs as canary (canary, share 0.2)",
+                               "canary-abort: canary v2 ended"]
+    registry.set_canary(started)
+    registry.clear_canary("canary-promote")
+    assert registry.history()[-1]["reason"] == ""  # no reason given: none recorded
+
+
+def test_history_skips_lines_that_are_not_events(tmp_path: Path,
+                                                 trained_model_dir: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    registry.register(trained_model_dir, version="v1")
+    registry.promote("v1")
+    with open(registry.root / HISTORY_FILE, "a") as history:
+        history.write('{"action": "promote"}\n{"version": "v1"}\n'
+                      '{"action": "promote", "version": 3}\n')
+    assert [(event["action"], event["version"]) for event in registry.history()] == [
+        ("promote", "v1")]
 
 
 def test_load_production_before_any_promotion_is_a_clear_error(tmp_path: Path) -> None:
