@@ -108,6 +108,7 @@ def test_a_canary_release_and_its_end_are_recorded_and_logged(
     assert str(nothing_to_end.value) == f"{registry.root}: no canary release is running"
     fields = ("action", "version", "previous", "reason")
     started = new_release("v2", "canary", 0.2, 0.01, 250.0, "try v2")
+    caplog.clear()  # the versions' registration and promotion were logged too
     with caplog.at_level(logging.INFO, logger="training.registry"):
         registry.set_canary(started)
         registry.clear_canary("canary-abort", reason="too slow")
