@@ -50,6 +50,12 @@ SAMPLE_LINKS = ("training", "app", "pipeline", "tests", "data")
 # the start of every run, so no product outlives the code that made it.
 CACHE_DIR_VARIABLE = "MUTATION_CACHE_DIR"
 CACHE_SUBDIR = Path("build") / "mutation-cache"
+# mutmut forks each mutant's test session from its own process, which ran the clean tests:
+# with OpenMP's thread pool started there (training), a child that trained or scored a
+# boosting model hung in OpenMP without using CPU until the wall-clock limit, a "timeout"
+# that the score counts as killed. One OpenMP thread starts no pool. (mutmut's fork-server
+# mode avoids the fork but fails on modules that call mutated code at import.)
+MUTMUT_ENVIRONMENT = {"OMP_NUM_THREADS": "1"}
 MAX_DIFFS = 400  # survivors shown with their diff in the text report; the rest by name
 # The share of non-equivalent mutants the tests must kill (issue 16's bar); the one place
 # that says so: the report carries it for the Jenkins job and the summary.
@@ -187,7 +193,8 @@ def run_mutmut(mutmut: str, workdir: Path, jobs: int, names: list[str]) -> None:
     shutil.rmtree(cache, ignore_errors=True)
     logger.info("running %s in %s", " ".join(command[:4] + ["..."] * bool(names)), workdir)
     status = subprocess.run(command, cwd=workdir, check=False,
-                            env={**os.environ, CACHE_DIR_VARIABLE: str(cache)}).returncode
+                            env={**os.environ, **MUTMUT_ENVIRONMENT,
+                                 CACHE_DIR_VARIABLE: str(cache)}).returncode
     if status != 0:
         raise RuntimeError(f"mutmut run exited with status {status}")
 

@@ -97,11 +97,13 @@ def test_mutmut_runs_with_an_emptied_cache_of_the_sessions_products(tmp_path: Pa
     fake = tmp_path / "mutmut"
     fake.write_text("#!/bin/sh\n"
                     f'{{ echo "$*"; echo "${mutation.CACHE_DIR_VARIABLE}"; '
+                    'echo "$OMP_NUM_THREADS"; '
                     f'test -e "${mutation.CACHE_DIR_VARIABLE}" && echo present || echo absent; }} '
                     f'> {seen}\n')
     fake.chmod(0o755)
     mutation.run_mutmut(str(fake), tmp_path, 2, ["training.gate.x_run_gate__mutmut_1"])
-    arguments, cache, present = seen.read_text().splitlines()
+    arguments, cache, openmp_threads, present = seen.read_text().splitlines()
     assert arguments == "run --max-children 2 training.gate.x_run_gate__mutmut_1"
     assert cache == str(tmp_path / mutation.CACHE_SUBDIR)
     assert present == "absent"  # the sessions of this run make it anew
+    assert openmp_threads == "1"  # no OpenMP pool to hang a forked session
