@@ -11,7 +11,8 @@ import pytest
 from training.config import TrainingConfig
 from training.data import load_dataset, split
 from training.schema import feature_names
-from training.train import candidates, encoded_feature_names, monotonic_constraints, train_model
+from training.train import (candidates, encoded_feature_names, models_bad_risk,
+                            monotonic_constraints, train_model)
 
 # One small boosting model, so that the check costs seconds.
 BOOSTING_ONLY = TrainingConfig(model_families=("gradient_boosting",), cv_folds=2,
@@ -43,3 +44,13 @@ def test_a_trained_boosting_model_never_lowers_the_risk_of_a_longer_or_larger_cr
     # Without constraints a tree ensemble on 800 rows does lower some of these risks; the
     # check above would then fail, so it is not vacuous:
     assert np.any(after > before + 1e-6)
+
+
+@pytest.mark.parametrize(("labels", "bad_is_modelled"), [
+    ([False, True, True], True),  # the boolean target: True (bad) sorts last
+    (["good", "bad", "bad"], False),  # the labels: "good" sorts last
+    (["bad", "good"], False),
+])
+def test_which_class_a_binary_estimator_models_decides_the_constraints_sign(
+        labels: list[object], bad_is_modelled: bool) -> None:
+    assert models_bad_risk(np.array(labels)) is bad_is_modelled

@@ -11,7 +11,7 @@ import pytest
 from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_dataset, split
-from training.drift import drift_report, numeric_fractions, psi, window_psi
+from training.drift import DriftReport, drift_report, numeric_fractions, psi, window_psi
 from training.simulate import simulate_batch
 
 
@@ -55,6 +55,8 @@ def test_covariate_shift_is_flagged_on_the_shifted_inputs(trained_model: LoadedM
     report = drift_report(batch, trained_model.card["reference"], 0.25)
     assert {"duration", "amount"} <= set(report.drifted)
     assert "DRIFT in" in report.to_text()
+    # Written to JSON by the intake, read back for its readable report: the same report.
+    assert DriftReport.from_dict(report.to_dict()) == report
 
 
 def test_a_category_unknown_to_the_model_is_drift(trained_model: LoadedModel,

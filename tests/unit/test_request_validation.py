@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from app.validation import ACCEPTS, ScoringRequest, _acceptor, batch_columns, \
-    check_value, validate_applicant, validate_request
+from app.validation import ACCEPTS, MAX_UNKNOWN_FIELDS, ScoringRequest, ValidationFailed, \
+    _acceptor, batch_columns, check_value, validate_applicant, validate_request
 from training.fast_scorer import random_applicants
 from training.schema import INPUTS
 
@@ -96,3 +96,40 @@ def test_an_optional_field_some_rows_hold_is_checked_but_not_a_column() -> None:
     assert columns is not None and optional.name not in columns
     batch[0] = {**batch[0], optional.name: "not a category"}
     assert batch_columns(batch) is None
+
+
+def test_a_batch_the_column_check_cannot_take_is_validated_row_by_row() -> None:
+    optional = next(column for column in INPUTS if not column.required)
+    batch = random_applicants(3, seed=7)
+    batch[1] = {**batch[1], optional.name: None}  # valid (left out), but not a quick column
+    assert batch_columns(batch) is None
+    assert validate_request({"instances": batch}, 10) == \
+        ScoringRequest(_per_row(batch)[0], batch=True, columns=None)
+
+
+@pytest.mark.parametrize(("payload", "message"), [
+    ({"instances": "x"}, "must be an array of applicants (got string)"),
+    ({"instances": {}}, "must be an array of applicants (got object)"),
+    ({"instances": []}, "must hold at least one applicant"),
+    ({"instances": [{}] * 3}, "must hold at most 2 applicants (got 3)"),
+])
+def test_a_batch_that_is_not_a_list_of_1_to_max_rows_is_refused_saying_so(
+        payload: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        validate_request(payload, 2)
+    assert refused.value.fields == {"instances": message}
+    assert str(refused.value) == "1 invalid field(s)"
+
+
+def test_a_batch_body_with_more_unknown_keys_than_tolerated_gets_one_message() -> None:
+    batch = random_applicants(1, seed=1)
+    named = {"instances": batch, **{f"k{n}": n for n in range(MAX_UNKNOWN_FIELDS)}}
+    with pytest.raises(ValidationFailed) as tolerated:
+        validate_request(named, 10)
+    assert len(tolerated.value.fields) == MAX_UNKNOWN_FIELDS  # each one named
+    assert str(tolerated.value) == f"{MAX_UNKNOWN_FIELDS} invalid field(s)"
+    crowded = {**named, "one_more": 1}
+    with pytest.raises(ValidationFailed) as refused:
+        validate_request(crowded, 10)
+    assert refused.value.fields == {
+        "body": f"has {MAX_UNKNOWN_FIELDS + 2} fields; at most 1 are known"}

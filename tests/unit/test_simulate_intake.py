@@ -101,7 +101,14 @@ def test_retrain_gates_the_challenger_and_reports_the_newest_batch(
     assert outcome.gate.decision in ("promoted", "champion_kept")
     assert outcome.gate.newest_batch["batch"] == "a-good.csv"
     assert outcome.gate.newest_batch["holdout_rows"] > 0
-    assert "champion" in outcome.gate.newest_batch
+    # Both models scored on the batch's rows that fell into the holdout.
+    scores = {key: value for key, value in outcome.gate.newest_batch.items()
+              if key in ("challenger", "champion")}
+    assert set(scores) == {"challenger", "champion"}
+    assert all(0.0 <= value["roc_auc"] <= 1.0 for value in scores.values())
+    # The batch's drift was measured against what production was trained on.
+    intake_report = json.loads((ct_config.reports_dir / "intake" / "a-good.json").read_text())
+    assert intake_report["drift"]["features"] and intake_report["drift"]["rows"] == 200
     card = registry.card(outcome.gate.challenger["version"])
     assert card["data"]["rows"] == 1200
     assert card["data"]["path"] == str(outcome.snapshot)
@@ -152,3 +159,22 @@ def test_snapshot_split_keeps_each_row_on_its_side(ct_config: TrainingConfig) ->
     pd.testing.assert_frame_equal(holdout.iloc[:len(base_holdout)], base_holdout)
     assert len(holdout) == 240 and len(train) == 960
     assert train.merge(holdout, how="inner").empty
+
+
+def test_a_first_retraining_measures_no_drift_and_reports_the_last_batch_it_took_in(
+        ct_config: TrainingConfig) -> None:
+    """No production model yet: no reference to measure drift against, no champion. The
+    newest batch is the last one this run accepted; without new data, the last one taken
+    in before."""
+    first, second = (write_batch(ct_config, name, "none", 0.0, seed)
+                     for name, seed in (("a-first.csv", 1), ("b-second.csv", 2)))
+    outcome = retrain(ct_config, ct_config.reports_dir.parent / "challenger")
+    accepted = [batch.name for batch in outcome.batches if batch.accepted]
+    assert accepted == [first.name, second.name]
+    assert outcome.gate.newest_batch["batch"] == "b-second.csv"
+    assert "champion" not in outcome.gate.newest_batch
+    intake_report = json.loads((ct_config.reports_dir / "intake" / "a-first.json").read_text())
+    assert intake_report["drift"] is None
+    # A scheduled retraining without new data.
+    again = retrain(ct_config, ct_config.reports_dir.parent / "challenger-2")
+    assert again.batches == [] and again.gate.newest_batch["batch"] == "b-second.csv"
