@@ -15,8 +15,9 @@ import pytest
 from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_dataset, load_split, read_csv
-from training.intake import (_kind, _link_target, build_snapshot, intake_all, intake_lock,
-                             newest_processed, pending_batches)
+from training.drift import DriftReport, FeatureDrift
+from training.intake import (BatchOutcome, _kind, _link_target, build_snapshot, intake_all,
+                             intake_lock, newest_processed, pending_batches, snapshot_failures)
 from training.simulate import simulate_batch
 
 
@@ -205,3 +206,28 @@ def test_a_link_target_is_shown_only_for_a_link(tmp_path: Path) -> None:
     (tmp_path / "link.csv").symlink_to("/etc/passwd")
     assert _link_target(tmp_path / "link.csv") == " (to '/etc/passwd')"
     assert _link_target(tmp_path) == ""  # not a link (or gone): nothing to show
+
+
+def test_a_batchs_readable_report_gives_verdict_reasons_and_drift() -> None:
+    drift = DriftReport(rows=200, threshold=0.25, features=[
+        FeatureDrift("amount", 0.4, None, True, "numeric")]).to_dict()
+    accepted = BatchOutcome("a.csv", True, 200, ["drift: amount"], {}, drift,
+                            "/data/processed/a.csv", "0123456789abcdef")
+    assert accepted.to_text() == (
+        "batch a.csv (200 rows, sha256 0123456789ab): ACCEPTED -> /data/processed/a.csv\n"
+        "  drift: amount\n"
+        "  drift of 200 rows against the training reference (PSI threshold 0.25): "
+        "DRIFT in amount\n"
+        "    [DRIFT] amount: PSI 0.400; numeric")
+    unread = BatchOutcome("b", False, 0, ["not a CSV file"], {}, None, "/q/b")
+    assert unread.to_text() == "batch b (unread): QUARANTINED -> /q/b\n  not a CSV file"
+
+
+def test_the_snapshot_with_a_batch_is_checked_against_the_runs_own_bounds(
+        ct_config: TrainingConfig) -> None:
+    batch = read_csv(arrive(ct_config, "a.csv", simulated(ct_config)))
+    assert snapshot_failures(batch, ct_config) == []
+    strict = dataclasses.replace(ct_config, max_bad_fraction=0.25)  # the data: 30 % bad
+    [failure] = snapshot_failures(batch, strict)
+    assert failure.startswith("snapshot:label_balance: ")
+    assert failure.endswith("(allowed 15%-25%) in the snapshot with this batch")

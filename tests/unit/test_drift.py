@@ -11,7 +11,8 @@ import pytest
 from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_dataset, split
-from training.drift import DriftReport, drift_report, numeric_fractions, psi, window_psi
+from training.drift import (DriftReport, FeatureDrift, drift_report, numeric_fractions, psi,
+                            window_psi)
 from training.simulate import simulate_batch
 
 
@@ -86,3 +87,32 @@ def test_window_psi_is_the_reports_psi_of_every_input(
     assert lean == pytest.approx({item.feature: item.psi for item in report.features},
                                  rel=1e-12, abs=1e-12)
     assert shifted == (max(lean.values()) > 0.25)
+
+
+def test_window_psi_skips_an_input_it_cannot_measure_and_goes_on(
+        trained_model: LoadedModel, data_file: Path) -> None:
+    """An input the reference lacks, or that no row holds, has no PSI; the others still do."""
+    records = split(load_dataset(data_file), TrainingConfig())[1].to_dict("records")
+    reference = dict(trained_model.card["reference"])
+    everything = window_psi(records, reference)
+    first, second = list(everything)[:2]
+    del reference[first]
+    for record in records:
+        del record[second]
+    assert window_psi(records, reference) == {
+        name: value for name, value in everything.items() if name not in (first, second)}
+
+
+def test_the_readable_drift_report_puts_the_most_drifted_input_first() -> None:
+    features = [FeatureDrift("age", 0.05, None, False, "numeric"),
+                FeatureDrift("amount", 0.9, 0.001, True, "numeric, mean up"),
+                FeatureDrift("purpose", 0.3, None, True, "a new category")]
+    assert DriftReport(rows=40, threshold=0.25, features=features).to_text() == (
+        "drift of 40 rows against the training reference (PSI threshold 0.25): "
+        "DRIFT in amount, purpose\n"
+        "  [DRIFT] amount: PSI 0.900; numeric, mean up\n"
+        "  [DRIFT] purpose: PSI 0.300; a new category\n"
+        "  [ok] age: PSI 0.050; numeric")
+    assert DriftReport(rows=3, threshold=0.25, features=features[:1]).to_text() == (
+        "drift of 3 rows against the training reference (PSI threshold 0.25): stable\n"
+        "  [ok] age: PSI 0.050; numeric")

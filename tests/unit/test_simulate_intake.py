@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -80,15 +81,33 @@ def test_intake_accepts_valid_batches_and_quarantines_broken_ones(
     assert (ct_config.reports_dir / "intake" / "b-broken.txt").is_file()
 
 
-def test_snapshot_holds_base_and_accepted_batches_only(ct_config: TrainingConfig) -> None:
+def test_snapshot_holds_base_and_accepted_batches_only(
+        ct_config: TrainingConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ct_config = dataclasses.replace(ct_config, snapshot_dir=tmp_path / "data" / "snapshots")
     write_batch(ct_config, "a-good.csv", "none", 0.0, 1)
     write_batch(ct_config, "b-broken.csv", "new_category", 0.3, 2)
     intake_all(None, ct_config)
-    snapshot = build_snapshot(ct_config)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="training.intake"):
+        snapshot = build_snapshot(ct_config)
     frame = read_csv(snapshot)
     assert len(frame) == 1200
     assert "cryptocurrency" not in set(frame["purpose"])  # quarantined rows never train
+    digest = file_sha256(snapshot)
+    assert snapshot == ct_config.snapshot_dir / f"credit-{digest[:12]}.csv"
+    assert caplog.messages == [f"training snapshot {snapshot} (sha256 {digest}): 1200 rows "
+                               "from the base data and 1 accepted batches"]
     assert build_snapshot(ct_config) == snapshot  # content-addressed: same data, same file
+
+
+def test_a_snapshot_lost_after_its_manifest_was_written_is_written_again(
+        ct_config: TrainingConfig) -> None:
+    write_batch(ct_config, "a-good.csv", "none", 0.0, 1)
+    intake_all(None, ct_config)
+    snapshot = build_snapshot(ct_config)
+    text = snapshot.read_text()
+    snapshot.unlink()  # a crash between the manifest and the data
+    assert build_snapshot(ct_config) == snapshot and snapshot.read_text() == text
 
 
 def test_retrain_gates_the_challenger_and_reports_the_newest_batch(
