@@ -7,6 +7,8 @@ import dataclasses
 import json
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +21,10 @@ from training.drift import DriftReport, FeatureDrift
 from training.intake import (BatchOutcome, _kind, _link_target, build_snapshot, intake_all,
                              intake_lock, newest_processed, pending_batches, snapshot_failures)
 from training.simulate import simulate_batch
+
+
+# A generous bound for an intake of two entries, on a busy machine too.
+FIFO_DEADLINE_SECONDS = 30
 
 
 @pytest.fixture
@@ -159,10 +165,18 @@ def test_a_symlink_is_quarantined_as_a_link_without_reading_its_target(
 def test_a_fifo_and_a_directory_are_quarantined_unread(
         ct_config: TrainingConfig, caplog: pytest.LogCaptureFixture) -> None:
     ct_config.incoming_dir.mkdir(parents=True)
-    os.mkfifo(ct_config.incoming_dir / "pipe.csv")  # reading it would block: nobody writes
+    fifo = ct_config.incoming_dir / "pipe.csv"
+    os.mkfifo(fifo)  # opening it to read would block until a writer comes: nobody writes
     (ct_config.incoming_dir / "folder.csv").mkdir()
     (ct_config.incoming_dir / "folder.csv" / "inner.csv").write_text("not taken")
-    folder, pipe = intake_all(None, ct_config)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        intake = pool.submit(intake_all, None, ct_config)
+        try:
+            folder, pipe = intake.result(timeout=FIFO_DEADLINE_SECONDS)
+        except FutureTimeout:
+            # Blocked in open(): a writer lets it go on, and the test fails saying why.
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            pytest.fail(f"the intake still waited on the fifo after {FIFO_DEADLINE_SECONDS} s")
     assert "a directory, not a regular file" in folder.reasons[0]
     assert "a fifo, not a regular file" in pipe.reasons[0]
     assert stat.S_ISFIFO(os.lstat(ct_config.quarantine_dir / "pipe.csv").st_mode)
