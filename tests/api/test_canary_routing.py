@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -153,3 +154,20 @@ def test_readyz_names_the_canary_this_worker_applies(
     for trace in traces[:MIN_SCORINGS]:
         predict(client, old, trace)
     assert client.get("/readyz").get_json()["canary"] is None  # dropped by the guard
+
+
+def test_each_arms_scoring_time_is_logged_in_milliseconds_to_the_microsecond(
+        make_app: AppFactory, registry: Registry, applicant: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    release(registry, CANARY_VERSION, mode="shadow")
+    client = make_app().test_client()
+    # The clock readings around production's scoring, then around the shadow's.
+    readings = iter([1.0, 1.0123456, 2.0, 2.0456789])
+    monkeypatch.setattr("app.scoring.time", SimpleNamespace(perf_counter=lambda: next(readings)))
+    body = client.post("/api/v1/predict", json=applicant).get_json()
+    [line] = read_json_lines(Path(client.application.config["PREDICTION_LOG"]))
+    assert line["scoring_ms"] == 12.346
+    [answered] = body["predictions"]
+    assert line["shadow"] == {"model_version": CANARY_VERSION, "scoring_ms": 45.679,
+                              "probability_bad": answered["probability_bad"],
+                              "decision": answered["decision"]}
