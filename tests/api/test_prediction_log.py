@@ -66,7 +66,8 @@ def test_rejected_requests_are_not_logged(client: FlaskClient, applicant: dict[s
 
 
 def test_prediction_log_write_failure_answers_503_and_is_counted(
-        make_app: Any, tmp_path: Path, applicant: dict[str, Any]) -> None:
+        make_app: Any, tmp_path: Path, applicant: dict[str, Any],
+        caplog: pytest.LogCaptureFixture) -> None:
     unwritable = tmp_path / "a-directory"
     unwritable.mkdir()
     client = make_app(PREDICTION_LOG=str(unwritable)).test_client()
@@ -75,6 +76,9 @@ def test_prediction_log_write_failure_answers_503_and_is_counted(
     assert response.status_code == 503
     assert response.get_json()["error"] == "unavailable"
     assert metric_value(client, "credit_prediction_log_write_failures_total") == 1.0
+    [said] = [record.getMessage() for record in caplog.records if record.name == "app.scoring"]
+    assert said.startswith(f"could not write 1 line(s) to the prediction log {unwritable}: ")
+    assert "Is a directory" in said  # the error itself
 
 
 def test_short_write_on_a_full_disk_leaves_no_partial_line(
