@@ -56,6 +56,8 @@ def test_the_canary_answers_the_trace_ids_in_its_share_and_says_so(
     assert {(line["trace_id"], line["arm"], line["model_version"]) for line in log} == {
         (trace, response.get_json()["arm"], response.get_json()["model_version"])
         for trace, response in answers.items()}
+    # Neither arm failed: no line says so, nor carries a shadow answer.
+    assert all("canary_error" not in line and "shadow" not in line for line in log)
 
 
 def test_a_retried_trace_id_gets_the_same_arm(

@@ -75,6 +75,8 @@ def test_prediction_log_write_failure_answers_503_and_is_counted(
     # An answer the log does not hold would be lost to drift, feedback and retraining.
     assert response.status_code == 503
     assert response.get_json()["error"] == "unavailable"
+    assert response.get_json()["message"] == \
+        "The prediction could not be recorded; try again shortly."
     assert metric_value(client, "credit_prediction_log_write_failures_total") == 1.0
     [said] = [record.getMessage() for record in caplog.records if record.name == "app.scoring"]
     assert said.startswith(f"could not write 1 line(s) to the prediction log {unwritable}: ")
