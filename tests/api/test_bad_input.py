@@ -355,3 +355,5 @@ def test_predict_without_a_model_returns_503_json(make_app: Any, tmp_path: Any,
     response = client.post("/api/v1/predict", json=applicant)
     assert response.status_code == 503
     assert response.get_json()["error"] == "unavailable"
+    assert response.get_json()["message"] == \
+        "No verified model is loaded yet; try again shortly."

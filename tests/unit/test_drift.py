@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import chi2
 
 from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_dataset, split
-from training.drift import (DriftReport, FeatureDrift, drift_report, numeric_fractions, psi,
-                            window_psi)
+from training.drift import (DriftReport, FeatureDrift, drift_report, feature_drift,
+                            numeric_fractions, psi, window_psi)
 from training.simulate import simulate_batch
 
 
@@ -116,3 +117,23 @@ def test_the_readable_drift_report_puts_the_most_drifted_input_first() -> None:
     assert DriftReport(rows=3, threshold=0.25, features=features[:1]).to_text() == (
         "drift of 3 rows against the training reference (PSI threshold 0.25): stable\n"
         "  [ok] age: PSI 0.050; numeric")
+
+
+def test_a_numeric_inputs_drift_names_both_medians_and_counts_from_the_threshold() -> None:
+    reference = {"kind": "numeric", "bin_edges": [10.0, 20.0, 30.0], "fractions": [0.5, 0.5],
+                 "median": 20.0}
+    values = pd.Series([12, 14, 16, 25])
+    measured = feature_drift(values, reference, "age", threshold=10.0)
+    assert measured.detail == "median 15 (reference 20)" and measured.p_value is None
+    on_it = feature_drift(values, reference, "age", threshold=measured.psi)
+    assert on_it.psi > 0 and on_it.drifted  # exactly on the threshold is drift
+
+
+def test_a_categorical_inputs_p_value_is_the_chi_square_of_its_counts() -> None:
+    reference = {"kind": "categorical", "fractions": {"a": 0.5, "b": 0.5}}
+    measured = feature_drift(pd.Series(["a"] * 4), reference, "purpose", threshold=10.0)
+    assert measured.p_value == pytest.approx(chi2.sf(4.0, df=1))  # counts 4 and 0 against 2, 2
+    one = feature_drift(pd.Series(["a"]), reference, "purpose", threshold=10.0)
+    assert one.p_value == pytest.approx(chi2.sf(1.0, df=1))
+    unknown = feature_drift(pd.Series(["z", "z"]), reference, "purpose", threshold=10.0)
+    assert unknown.p_value is None and unknown.drifted  # nothing known to count
