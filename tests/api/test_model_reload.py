@@ -8,6 +8,8 @@ import logging
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -448,3 +450,30 @@ def test_an_unreadable_pointer_before_any_model_says_nothing_serves(
     [said] = [record.getMessage() for record in caplog.records
               if record.name == "app.model_holder" and record.levelname == "ERROR"]
     assert said.startswith("cannot read the production pointer (still serving nothing): ")
+
+
+def test_get_starts_the_watcher_of_a_process_that_has_none(promoted_registry: Path) -> None:
+    """A server without Gunicorn's hook: the first get() starts the watcher, whatever the
+    period (half a second too: only 0 means following on requests)."""
+    before = set(watcher_threads(set()))
+    holder = ModelHolder(Registry(promoted_registry), reload_seconds=0.5)
+    holder.refresh()
+    try:
+        assert holder.get() is holder.model and len(watcher_threads(before)) == 1
+    finally:
+        holder.stop_watcher()
+
+
+def test_following_on_requests_never_waits_for_a_check_in_progress(
+        promoted_registry: Path) -> None:
+    holder = ModelHolder(Registry(promoted_registry), reload_seconds=0)
+    holder.refresh()
+    serving = holder.model
+    # The lock is released before the pool waits for its thread: a waiting get() ends too.
+    with ThreadPoolExecutor(max_workers=1) as pool, holder._check_lock:  # a check under way
+        request = pool.submit(holder.get)
+        try:
+            answered = request.result(timeout=30)  # generous: it should not wait at all
+        except FutureTimeout:
+            answered = None
+    assert serving is not None and answered is serving
