@@ -694,8 +694,8 @@ training-image: tracking-up ## python -m training ARGS on the stack's registry o
 # --- mutation testing (issue 16) ------------------------------------------------------------
 # mutmut mutates the core modules setup.cfg's [mutmut] section lists and runs the fast test
 # kinds against each mutant (details: pipeline/mutation.py). The full run takes hours on two
-# cores: Jenkins runs it weekly (jenkins/mutation.Jenkinsfile); `make test` (so CI) runs the fixed sample. MUTATION_RESUME=1 continues an
-# interrupted full run from mutants/.
+# cores: Jenkins runs it weekly (jenkins/mutation.Jenkinsfile); `make test` (so CI) runs the
+# fixed sample. MUTATION_RESUME=1 continues an interrupted full run from mutants/.
 MUTMUT := $(abspath $(VENV))/bin/mutmut
 MUTATION_JOBS ?= 2
 MUTATION_RESUME ?=
