@@ -71,7 +71,7 @@ ENV GIT_COMMIT=${GIT_COMMIT}
 RUN python -m training train --data data/credit.csv --output /opt/model \
     && mv /opt/reports/gate.json /opt/reports/floor-gate.json \
     && mv /opt/reports/junit-gate.xml /opt/reports/junit-floor-gate.xml
-COPY tests/__init__.py tests/conftest.py tests/helpers.py tests/
+COPY tests/__init__.py tests/conftest.py tests/helpers.py tests/session_cache.py tests/
 COPY tests/model/ tests/model/
 RUN python -m pytest tests/model -p no:cacheprovider \
         --junitxml=/opt/reports/junit-model-image.xml -o junit_suite_name=model-image

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.commands import ROOT
+from tests.session_cache import CACHE_DIR_VARIABLE
 
 logger = logging.getLogger("pipeline.mutation")
 
@@ -48,7 +49,6 @@ SAMPLE_LINKS = ("training", "app", "pipeline", "tests", "data")
 # Where a run's test sessions keep what their costly session fixtures make, for the other
 # mutants' sessions to reuse when they cannot change it (tests/session_cache.py); emptied at
 # the start of every run, so no product outlives the code that made it.
-CACHE_DIR_VARIABLE = "MUTATION_CACHE_DIR"
 CACHE_SUBDIR = Path("build") / "mutation-cache"
 # mutmut forks each mutant's test session from its own process, which ran the clean tests:
 # with OpenMP's thread pool started there (training), a child that trained or scored a

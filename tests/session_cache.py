@@ -28,7 +28,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pipeline.mutation import CACHE_DIR_VARIABLE
+# Set by `python -m pipeline.mutation` for its mutmut run; standard library only here, as the
+# image's build stage runs tests/conftest.py without the pipeline package.
+CACHE_DIR_VARIABLE = "MUTATION_CACHE_DIR"
 
 MUTANT_VARIABLE = "MUTANT_UNDER_TEST"
 ORIGINAL_SUFFIX = "__mutmut_orig"
