@@ -73,24 +73,18 @@ def reuse_or_make(name: str, target: Path, make: Callable[[Path], object],
     """Fill `target` with `make(target)`'s product, or with the mutation run's copy of it when
     the active mutant cannot change it (`environ`: where the two variables are read)."""
     cache_dir = environ.get(CACHE_DIR_VARIABLE)
-    if not cache_dir:
-        make(target)
-        return
-    entry = Path(cache_dir) / name
     mutant = environ.get(MUTANT_VARIABLE, "")
-    if (entry / CALLS_FILE).is_file():
-        called = set(json.loads((entry / CALLS_FILE).read_text()))
-        if mutant in NO_MUTANT or mutated_function(mutant) not in called:
-            shutil.copytree(entry / PRODUCT_DIR, target, dirs_exist_ok=True)
-            return
-        make(target)
-        return
-    if mutant not in NO_MUTANT:
-        make(target)  # a mutant's product is never kept for others
-        return
-    with recorded_calls() as calls:
-        make(target)
-    _keep(entry, target, calls)
+    entry = Path(cache_dir) / name if cache_dir else None
+    kept = entry is not None and (entry / CALLS_FILE).is_file()
+    if kept and (mutant in NO_MUTANT or mutated_function(mutant)
+                 not in json.loads((entry / CALLS_FILE).read_text())):
+        shutil.copytree(entry / PRODUCT_DIR, target, dirs_exist_ok=True)
+    elif kept or not cache_dir or mutant not in NO_MUTANT:
+        make(target)  # outside a run, or a product the mutant may change: never kept
+    else:
+        with recorded_calls() as calls:
+            make(target)
+        _keep(entry, target, calls)  # type: ignore[arg-type]  # cache_dir is set here
 
 
 def _keep(entry: Path, product: Path, calls: set[str]) -> None:
