@@ -137,3 +137,41 @@ def test_a_categorical_inputs_p_value_is_the_chi_square_of_its_counts() -> None:
     assert one.p_value == pytest.approx(chi2.sf(1.0, df=1))
     unknown = feature_drift(pd.Series(["z", "z"]), reference, "purpose", threshold=10.0)
     assert unknown.p_value is None and unknown.drifted  # nothing known to count
+
+
+def test_a_categorical_inputs_detail_names_its_largest_gain_and_the_unknown_categories() -> None:
+    """Shares a .4, b .5, z .1 against a .6, b .3, c .1, d 0: b gained most; z is unknown."""
+    reference = {"kind": "categorical", "fractions": {"a": 0.6, "b": 0.3, "c": 0.1, "d": 0.0}}
+    values = pd.Series(["b"] * 5 + ["a"] * 4 + ["z"])
+    measured = feature_drift(values, reference, "purpose", threshold=10.0)
+    assert measured.detail == ("largest gain 'b' 50% (reference 30%); "
+                               "categories unknown to the model: ['z']")
+    # The chi-square of the known counts (a 4, b 5, c 0, d 0) against the reference's shares
+    # of their 9, an empty reference share floored so that the expectation stays positive.
+    floored = np.maximum([0.6, 0.3, 0.1, 0.0], 1e-4)
+    expected = floored / floored.sum() * 9
+    statistic = float((((np.array([4, 5, 0, 0]) - expected) ** 2) / expected).sum())
+    assert measured.p_value == pytest.approx(chi2.sf(statistic, df=3), rel=1e-9)
+    nothing_known = feature_drift(pd.Series(["z", "z"]), reference, "purpose", threshold=10.0)
+    assert nothing_known.detail == ("largest gain 'd' 0% (reference 0%); "
+                                    "categories unknown to the model: ['z']")
+
+
+def test_a_categorical_input_exactly_on_the_threshold_is_drift() -> None:
+    reference = {"kind": "categorical", "fractions": {"a": 0.5, "b": 0.5}}
+    values = pd.Series(["a"] * 3 + ["b"])
+    measured = feature_drift(values, reference, "purpose", threshold=10.0)
+    on_it = feature_drift(values, reference, "purpose", threshold=measured.psi)
+    assert measured.psi > 0 and not measured.drifted and on_it.drifted
+
+
+def test_the_report_measures_only_the_inputs_both_the_sample_and_the_reference_hold(
+        trained_model: LoadedModel, data_file: Path) -> None:
+    holdout = split(load_dataset(data_file), TrainingConfig())[1]
+    reference = dict(trained_model.card["reference"])
+    del reference["age"]
+    frame = holdout.drop(columns=["amount"]).assign(duration=None)
+    report = drift_report(frame, reference, 0.3)
+    measured = {item.feature for item in report.features}
+    assert measured == set(reference) - {"amount", "duration"}
+    assert (report.rows, report.threshold) == (len(holdout), 0.3)

@@ -133,3 +133,23 @@ def test_a_batch_body_with_more_unknown_keys_than_tolerated_gets_one_message() -
         validate_request(crowded, 10)
     assert refused.value.fields == {
         "body": f"has {MAX_UNKNOWN_FIELDS + 2} fields; at most 1 are known"}
+
+
+@pytest.mark.parametrize(("payload", "prefix", "path", "message"), [
+    ([1, 2], "", "body", "must be a JSON object (got array)"),
+    ("applicant", "instances[3]", "instances[3]", "must be a JSON object (got string)"),
+    (None, "instances[0]", "instances[0]", "must be a JSON object (got null)"),
+])
+def test_an_applicant_that_is_not_an_object_is_named_by_its_path_and_json_type(
+        payload: Any, prefix: str, path: str, message: str) -> None:
+    assert validate_applicant(payload, prefix) == ({}, {path: message})
+
+
+def test_an_unknown_field_is_named_with_where_the_inputs_are_listed() -> None:
+    applicant = {**random_applicants(1, seed=2)[0], "favourite_colour": "teal"}
+    for prefix, path in (("", "favourite_colour"),
+                         ("instances[1]", "instances[1].favourite_colour")):
+        row, errors = validate_applicant(applicant, prefix)
+        assert errors == {path: "unknown field; the model's inputs are listed in "
+                                "/api/v1/openapi.json"}
+        assert "favourite_colour" not in row
