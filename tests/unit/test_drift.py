@@ -43,6 +43,13 @@ def test_numeric_fractions_are_numpy_histogram_shares_with_open_outer_bins(
     assert numeric_fractions(values, edges) == list(counts / len(values))
 
 
+@pytest.mark.parametrize(("values", "shares"), [
+    ([5], [1.0, 0.0, 0.0]), ([5, 12], [0.5, 0.5, 0.0]), ([], [0.0, 0.0, 0.0])])
+def test_numeric_fractions_has_a_share_for_every_bin_even_an_empty_top_one(
+        values: list[int], shares: list[float]) -> None:
+    assert numeric_fractions(np.array(values, dtype=float), [0.0, 10.0, 20.0, 30.0]) == shares
+
+
 def test_holdout_of_the_training_data_shows_no_drift(trained_model: LoadedModel,
                                                      data_file: Path) -> None:
     holdout = split(load_dataset(data_file), TrainingConfig())[1]

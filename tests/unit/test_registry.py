@@ -97,6 +97,18 @@ def test_a_rollback_records_what_it_replaced_and_why_and_logs_it(
     assert registry.history()[-1]["reason"] == ""  # no reason given: none recorded
 
 
+def test_canary_events_leave_the_production_history_for_rollback_alone(
+        tmp_path: Path, trained_model_dir: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    for name in ("v1", "v2", "v3"):
+        registry.register(trained_model_dir, version=name)
+    registry.promote("v1")
+    registry.promote("v2")
+    registry.set_canary(new_release("v3", "canary", 0.2, 0.01, 250.0, "try v3"))
+    registry.clear_canary("canary-abort", reason="too slow")
+    assert registry.rollback() == "v1"
+
+
 def test_a_canary_release_and_its_end_are_recorded_and_logged(
         tmp_path: Path, trained_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     registry = Registry(tmp_path / "registry")

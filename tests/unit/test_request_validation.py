@@ -153,3 +153,12 @@ def test_an_unknown_field_is_named_with_where_the_inputs_are_listed() -> None:
         assert errors == {path: "unknown field; the model's inputs are listed in "
                                 "/api/v1/openapi.json"}
         assert "favourite_colour" not in row
+
+
+@pytest.mark.parametrize(("payload", "kind"), [([{}], "array"), ("x", "string"), (7, "number")])
+def test_a_request_body_that_is_not_an_object_says_what_it_must_be(payload: Any,
+                                                                   kind: str) -> None:
+    with pytest.raises(ValidationFailed) as refused:
+        validate_request(payload, 10)
+    assert refused.value.fields == {"body": "must be a JSON object: one applicant, or "
+                                            f'{{"instances": [applicants]}} (got {kind})'}
