@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 
+import pytest
+
 from app.request_id import RandomIds, new_request_id
 
 HEX_32 = re.compile(r"[0-9a-f]{32}")
@@ -34,3 +36,20 @@ def test_a_forked_child_draws_its_own_ids() -> None:
     os.waitpid(child, 0)
     assert HEX_32.fullmatch(from_child)
     assert from_child not in [ids.next() for _ in range(7)], "the parent's id in the child"
+
+
+def test_a_block_is_one_urandom_call_cut_into_its_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four ids per draw: three draws of 64 bytes for twelve ids, each id 16 of those bytes."""
+    draws: list[bytes] = []
+    urandom = os.urandom
+
+    def counted(size: int) -> bytes:
+        draws.append(urandom(size))
+        return draws[-1]
+
+    monkeypatch.setattr(os, "urandom", counted)
+    ids = RandomIds(batch=4)
+    drawn = [ids.next() for _ in range(12)]
+    assert [len(draw) for draw in draws] == [64, 64, 64]
+    assert sorted(drawn) == sorted(draw[start:start + 16].hex()
+                                   for draw in draws for start in range(0, 64, 16))

@@ -162,3 +162,8 @@ def test_a_request_body_that_is_not_an_object_says_what_it_must_be(payload: Any,
         validate_request(payload, 10)
     assert refused.value.fields == {"body": "must be a JSON object: one applicant, or "
                                             f'{{"instances": [applicants]}} (got {kind})'}
+
+
+def test_one_applicant_is_a_request_of_one_row_that_is_not_a_batch() -> None:
+    applicant = random_applicants(1, seed=3)[0]
+    assert validate_request(applicant, 10) == ScoringRequest([applicant], batch=False)
