@@ -107,12 +107,25 @@ def trained_model(trained_model_dir: Path) -> LoadedModel:
     return load_artifact(trained_model_dir)
 
 
+@pytest.fixture(scope="session")
+def promoted_registry_template(tmp_path_factory: pytest.TempPathFactory,
+                               trained_model_dir: Path) -> Path:
+    """A registry whose production model is the session's trained model, made once: register
+    and promote each verify the model, which was most of an API test's set-up."""
+    directory = tmp_path_factory.mktemp("promoted") / "registry"
+
+    def promote_trained(target: Path) -> None:
+        registry = Registry(target)
+        registry.promote(registry.register(trained_model_dir), reason="test fixture")
+
+    reuse_or_make("promoted-registry", directory, promote_trained, made_from=("trained-model",))
+    return directory
+
+
 @pytest.fixture
-def promoted_registry(tmp_path: Path, trained_model_dir: Path) -> Path:
+def promoted_registry(tmp_path: Path, promoted_registry_template: Path) -> Path:
     """A fresh registry directory whose production model is the session's trained model."""
-    registry = Registry(tmp_path / "registry")
-    registry.promote(registry.register(trained_model_dir), reason="test fixture")
-    return registry.root
+    return Path(shutil.copytree(promoted_registry_template, tmp_path / "registry"))
 
 
 @pytest.fixture

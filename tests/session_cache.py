@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -69,15 +69,17 @@ def recorded_calls() -> Iterator[set[str]]:
 
 
 def reuse_or_make(name: str, target: Path, make: Callable[[Path], object],
-                  environ: Mapping[str, str] = os.environ) -> None:
+                  environ: Mapping[str, str] = os.environ, made_from: Sequence[str] = ()
+                  ) -> None:
     """Fill `target` with `make(target)`'s product, or with the mutation run's copy of it when
-    the active mutant cannot change it (`environ`: where the two variables are read)."""
+    the active mutant cannot change it, nor the products named in `made_from` that the
+    making reads (`environ`: where the two variables are read)."""
     cache_dir = environ.get(CACHE_DIR_VARIABLE)
     mutant = environ.get(MUTANT_VARIABLE, "")
     entry = Path(cache_dir) / name if cache_dir else None
     kept = entry is not None and (entry / CALLS_FILE).is_file()
-    if kept and (mutant in NO_MUTANT or mutated_function(mutant)
-                 not in json.loads((entry / CALLS_FILE).read_text())):
+    if kept and (mutant in NO_MUTANT or not _may_change(
+            mutated_function(mutant), [entry.parent / source for source in (name, *made_from)])):
         shutil.copytree(entry / PRODUCT_DIR, target, dirs_exist_ok=True)
     elif kept or not cache_dir or mutant not in NO_MUTANT:
         make(target)  # outside a run, or a product the mutant may change: never kept
@@ -85,6 +87,16 @@ def reuse_or_make(name: str, target: Path, make: Callable[[Path], object],
         with recorded_calls() as calls:
             make(target)
         _keep(entry, target, calls)  # type: ignore[arg-type]  # cache_dir is set here
+
+
+def _may_change(function: str, entries: list[Path]) -> bool:
+    """Whether `function` was called making any of the kept products `entries` (True when
+    one of them was not kept: nothing says it was not)."""
+    for entry in entries:
+        calls = entry / CALLS_FILE
+        if not calls.is_file() or function in json.loads(calls.read_text()):
+            return True
+    return False
 
 
 def _keep(entry: Path, product: Path, calls: set[str]) -> None:

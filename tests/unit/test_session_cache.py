@@ -107,3 +107,23 @@ def test_the_first_session_to_keep_a_product_wins(tmp_path: Path) -> None:
     assert (cache / "product" / "product" / "value.txt").read_text() == "first"
     assert (cache / "product" / "calls.json").read_text().split() == ["[", '"a.x_f"', "]"]
     assert [path.name for path in cache.iterdir()] == ["product"]  # no staging left behind
+
+
+def test_a_product_made_from_another_is_made_again_when_a_mutant_may_change_either(
+        tmp_path: Path) -> None:
+    """The promoted registry is made from the trained model: a mutant of training changes it
+    as surely as a mutant of promotion does."""
+    cache = tmp_path / "cache"
+    clean = {CACHE_DIR_VARIABLE: str(cache), MUTANT_VARIABLE: ""}
+    source, derived = Maker(), Maker()
+    reuse_or_make("source", tmp_path / "source", source, environ=clean)
+    session_cache._keep(cache / "derived", tmp_path / "source", {f"{THIS}.x_promote"})
+    for function, made in (("x_offset", 1), ("x_promote", 2), ("x_unused", 2)):
+        mutant = {CACHE_DIR_VARIABLE: str(cache), MUTANT_VARIABLE: f"{THIS}.{function}__mutmut_2"}
+        reuse_or_make("derived", tmp_path / function, derived, environ=mutant,
+                      made_from=("source",))
+        assert derived.calls == made, function  # made, made, then the kept copy reused
+    missing = {CACHE_DIR_VARIABLE: str(cache), MUTANT_VARIABLE: f"{THIS}.x_unused__mutmut_2"}
+    reuse_or_make("derived", tmp_path / "unknown", derived, environ=missing,
+                  made_from=("never-kept",))
+    assert derived.calls == 3  # nothing says the unkept product does not call it: made again
