@@ -172,6 +172,16 @@ def test_an_unreadable_canary_file_is_an_error_naming_it(tmp_path: Path) -> None
     (tmp_path / "canary").write_text("[]")
     with pytest.raises(RegistryError, match="a canary release is a JSON object"):
         registry.canary_release()
+    (tmp_path / "canary").write_bytes(b'{"version": "\xff"}')
+    with pytest.raises(RegistryError) as undecodable:
+        registry.canary_release()
+    assert str(undecodable.value).startswith(f"{tmp_path / 'canary'}: 'utf-8' codec can't decode")
+    (tmp_path / "canary").unlink()
+    (tmp_path / "canary").mkdir()
+    with pytest.raises(RegistryError) as unreadable:
+        registry.canary_release()
+    assert str(unreadable.value) == f"{tmp_path / 'canary'}: [Errno 21] Is a directory: " \
+                                    f"'{tmp_path / 'canary'}'"
 
 
 def test_the_gate_releases_a_passed_challenger_as_canary_under_promotion_canary(

@@ -18,8 +18,9 @@ from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.data import load_dataset, load_split, read_csv
 from training.drift import DriftReport, FeatureDrift
-from training.intake import (BatchOutcome, _kind, _link_target, build_snapshot, intake_all,
-                             intake_lock, newest_processed, pending_batches, snapshot_failures)
+from training.intake import (BatchOutcome, RefusedEntry, _kind, _link_target, build_snapshot,
+                             intake_all, intake_lock, newest_processed, pending_batches,
+                             read_batch_bytes, snapshot_failures)
 from training.simulate import simulate_batch
 
 
@@ -214,6 +215,20 @@ def test_batch_size_limit_is_configurable_from_the_environment() -> None:
 def test_each_kind_of_file_that_is_not_regular_is_named(file_type: int, words: str) -> None:
     # Built from st_mode bits: a block device cannot be made without privileges here.
     assert _kind(file_type | 0o644) == words
+
+
+def test_an_entry_that_is_not_read_says_why_in_full(tmp_path: Path) -> None:
+    (tmp_path / "link.csv").symlink_to("/etc/passwd")
+    (tmp_path / "big.csv").write_bytes(b"x" * 11)
+    refusals = {"link.csv": "a symbolic link (to '/etc/passwd'), not a regular file: "
+                            "not followed",
+                "gone.csv": "cannot be opened: No such file or directory",
+                "big.csv": "11 bytes, over the limit of 10 (TRAINING_BATCH_MAX_BYTES): not read"}
+    for name, message in refusals.items():
+        with pytest.raises(RefusedEntry) as refused:
+            read_batch_bytes(tmp_path / name, max_bytes=10)
+        assert str(refused.value) == message
+    assert read_batch_bytes(tmp_path / "big.csv", max_bytes=11) == b"x" * 11
 
 
 def test_a_link_target_is_shown_only_for_a_link(tmp_path: Path) -> None:

@@ -168,3 +168,40 @@ def _raises(error: Exception) -> Any:
     def read() -> None:
         raise error
     return read
+
+
+def test_each_swap_names_the_version_and_the_one_it_replaced(
+        caplog: pytest.LogCaptureFixture) -> None:
+    source = Source(pointer="v1")
+    holder = holder_of(source)
+    with caplog.at_level(logging.INFO, logger="app.model_holder"):
+        holder.refresh()
+        source.pointer = "v2"
+        holder.refresh()
+    assert caplog.messages == ["serving model version v1 (previous: none)",
+                               "serving model version v2 (previous: v1)"]
+
+
+def test_a_version_that_loaded_after_a_transient_failure_starts_its_count_again(
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    source = Source(pointer="v2", failing={"v2": OSError("too many open files")})
+    holder = holder_of(source, clock=lambda: now[0])
+    holder.refresh()
+    now[0] += 60  # the first retry is due after reload_seconds
+    del source.failing["v2"]
+    assert holder.refresh() is True
+    source.pointer = "v1"
+    holder.refresh()
+    source.pointer, source.failing["v2"] = "v2", OSError("too many open files")
+    caplog.clear()
+    assert holder.refresh() is False
+    assert caplog.messages == ["could not load (attempt 1, next in 60s) model version v2 "
+                               "(still serving v1): too many open files"]
+
+
+def test_stopping_a_watcher_that_never_started_is_harmless() -> None:
+    holder = holder_of(Source(pointer="v1"))
+    holder.stop_watcher()
+    assert holder.start_watcher() is True
+    holder.stop_watcher()
