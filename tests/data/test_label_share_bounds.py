@@ -50,9 +50,10 @@ def limits(bounds: str) -> TrainingConfig:
     return batch_limits(CONFIG) if bounds == "batch" else TrainingConfig(min_rows=20)
 
 
-def test_the_batch_bounds_are_5_and_80_percent() -> None:
+def test_the_batch_bounds_are_5_and_80_percent_over_at_least_20_rows() -> None:
     batch = limits("batch")
     assert (batch.min_bad_fraction, batch.max_bad_fraction) == (0.05, 0.80)
+    assert (batch.min_rows, CONFIG.min_rows) == (20, 100)  # a batch may be smaller
 
 
 @pytest.mark.parametrize(("bounds", "bad", "total", "passes"), CASES)

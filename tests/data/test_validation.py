@@ -112,3 +112,12 @@ def test_report_text_puts_failures_first_and_the_error_names_them_all() -> None:
         "batch.csv: data validation failed: range:age, domain:purpose")
     passed = ValidationReport("good.csv", 1, [CheckResult("nulls", True, "none")])
     assert passed.to_text() == "data validation of good.csv (1 rows): PASSED\n  [ok] nulls: none"
+
+
+def test_the_reports_json_form_names_source_rows_verdict_and_each_check() -> None:
+    report = ValidationReport("batch.csv", 40, [CheckResult("columns", True, "all present"),
+                                                CheckResult("range:age", False, "2 under 18")])
+    assert report.to_dict() == {
+        "source": "batch.csv", "rows": 40, "passed": False,
+        "checks": [{"name": "columns", "passed": True, "detail": "all present"},
+                   {"name": "range:age", "passed": False, "detail": "2 under 18"}]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 
 from training.artifact import LoadedModel
+from training import intake
 from training.config import TrainingConfig
 from training.data import load_dataset, load_split, read_csv
 from training.drift import DriftReport, FeatureDrift
@@ -260,3 +262,110 @@ def test_the_snapshot_with_a_batch_is_checked_against_the_runs_own_bounds(
     [failure] = snapshot_failures(batch, strict)
     assert failure.startswith("snapshot:label_balance: ")
     assert failure.endswith("(allowed 15%-25%) in the snapshot with this batch")
+
+
+def intake_logged(caplog: pytest.LogCaptureFixture, config: TrainingConfig,
+                  reference: dict[str, object] | None = None
+                  ) -> tuple[list[BatchOutcome], list[tuple[str, str]]]:
+    """Every pending batch taken in, and what the intake logged meanwhile (level, message)."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="training.intake"):
+        outcomes = intake_all(reference, config)  # type: ignore[arg-type]
+    return outcomes, [(record.levelname, record.getMessage()) for record in caplog.records
+                      if record.name == "training.intake"]
+
+
+def reports_of(config: TrainingConfig, outcome: BatchOutcome) -> tuple[str, object]:
+    """The batch's readable and JSON reports as written."""
+    stem = Path(outcome.destination).stem
+    directory = config.reports_dir / "intake"
+    return ((directory / f"{stem}.txt").read_text(),
+            json.loads((directory / f"{stem}.json").read_text()))
+
+
+def test_a_valid_batch_is_valid_in_its_outcome_report_and_log(
+        ct_config: TrainingConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A processed directory whose parents do not exist yet is made with them.
+    config = dataclasses.replace(ct_config, processed_dir=tmp_path / "a" / "b" / "processed")
+    arrive(config, "good.csv", simulated(config, seed=5))
+    [outcome], logged = intake_logged(caplog, config)
+    assert outcome.accepted and outcome.reasons == ["valid"] and outcome.drift is None
+    assert Path(outcome.destination) == config.processed_dir / "good.csv"
+    assert (outcome.validation["source"], outcome.validation["passed"]) == ("good.csv", True)
+    assert logged == [("INFO", outcome.to_text())]
+    assert reports_of(config, outcome) == (outcome.to_text() + "\n", dataclasses.asdict(outcome))
+
+
+def test_a_measured_batch_names_its_drifted_inputs_or_none(
+        ct_config: TrainingConfig, trained_model: LoadedModel) -> None:
+    reference = trained_model.card["reference"]
+    arrive(ct_config, "a-steady.csv", simulated(ct_config, seed=6))
+    arrive(ct_config, "b-shifted.csv", simulated(ct_config, "covariate", 1.0, seed=4))
+    steady, shifted = intake_all(reference, ct_config)
+    assert steady.reasons == ["drift: none over the threshold"]
+    drifted = shifted.drift["drifted"] if shifted.drift else []
+    assert len(drifted) >= 2 and shifted.reasons == ["drift: " + ", ".join(drifted)]
+
+
+def test_a_batch_that_fails_validation_is_quarantined_saying_which_check(
+        ct_config: TrainingConfig, caplog: pytest.LogCaptureFixture) -> None:
+    arrive(ct_config, "negative.csv", simulated(ct_config, seed=7).assign(age=-5))
+    (ct_config.incoming_dir / "unreadable.csv").write_bytes(b"\xff\xfe")
+    (negative, unreadable), logged = intake_logged(caplog, ct_config)
+    assert not negative.accepted and negative.validation["passed"] is False
+    [failed] = [check for check in negative.validation["checks"] if not check["passed"]]
+    assert negative.reasons == [f"failed validation: {failed['name']}: {failed['detail']}"]
+    assert not unreadable.accepted and unreadable.rows == 0
+    assert unreadable.validation == {"passed": False}
+    assert unreadable.reasons == [f"failed validation: {ct_config.incoming_dir}/unreadable.csv: "
+                                  "not a readable CSV file ('utf-8' codec can't decode byte "
+                                  "0xff in position 0: invalid start byte)"]
+    assert logged == [("WARNING", negative.to_text()), ("WARNING", unreadable.to_text())]
+    for outcome in (negative, unreadable):
+        reason = Path(outcome.destination).with_suffix(".reason.txt").read_text()
+        assert reason == outcome.to_text() + "\n"
+        assert reports_of(ct_config, outcome)[0] == outcome.to_text() + "\n"
+
+
+def test_the_batch_judged_is_the_bytes_read_and_hashed_even_if_the_file_changes_after(
+        ct_config: TrainingConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = arrive(ct_config, "swapped.csv", simulated(ct_config, seed=9))
+    original = path.read_bytes()
+    read = intake.read_batch_bytes
+
+    def read_then_swapped(batch: Path, max_bytes: int) -> bytes:
+        content = read(batch, max_bytes)
+        batch.write_bytes(b"age\n-1\n")  # a writer replaces the file after the read
+        return content
+
+    monkeypatch.setattr(intake, "read_batch_bytes", read_then_swapped)
+    [outcome] = intake_all(None, ct_config)
+    assert outcome.accepted and outcome.rows == 200
+    assert Path(outcome.destination).read_bytes() == original
+
+
+def test_a_file_longer_than_its_size_said_is_refused_reading_one_byte_past_the_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc files say 0 bytes and hold more: the model of a file that grows while read."""
+    asked: list[int] = []
+    fdopen = os.fdopen
+
+    class Counted:
+        def __init__(self, handle: object) -> None:
+            self.handle = handle
+
+        def __enter__(self) -> "Counted":
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            self.handle.close()  # type: ignore[attr-defined]
+
+        def read(self, size: int = -1) -> bytes:
+            asked.append(size)
+            return self.handle.read(size)  # type: ignore[attr-defined, no-any-return]
+
+    monkeypatch.setattr(os, "fdopen", lambda *args: Counted(fdopen(*args)))
+    with pytest.raises(RefusedEntry) as grew:
+        read_batch_bytes(Path("/proc/self/status"), max_bytes=10)
+    assert str(grew.value) == "grew over the limit of 10 bytes while being read"
+    assert asked == [11]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,21 @@ def test_promote_then_rollback_walks_the_production_history(tmp_path: Path,
     actions = [(event["action"], event["version"]) for event in registry.history()]
     assert actions == [("promote", "v1"), ("promote", "v2"), ("promote", "v3"),
                        ("rollback", "v2"), ("rollback", "v1")]
+
+
+def test_a_promotion_records_when_in_utc_what_it_replaced_and_no_reason_unless_given(
+        tmp_path: Path, trained_model_dir: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    for name in ("v1", "v2"):
+        registry.register(trained_model_dir, version=name)
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    registry.promote("v1")
+    registry.promote("v2", reason="better")
+    first, second = registry.history()
+    assert [(event["previous"], event["reason"]) for event in (first, second)] == [
+        (None, ""), ("v1", "better")]
+    when = datetime.fromisoformat(second["time"])
+    assert when.utcoffset() == timedelta(0) and before <= when <= datetime.now(timezone.utc)
 
 
 def test_promoting_the_serving_version_again_leaves_rollback_its_predecessor(
