@@ -66,16 +66,19 @@ def test_promote_then_rollback_walks_the_production_history(tmp_path: Path,
 
 
 def test_a_promotion_records_when_in_utc_what_it_replaced_and_no_reason_unless_given(
-        tmp_path: Path, trained_model_dir: Path) -> None:
+        tmp_path: Path, trained_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     registry = Registry(tmp_path / "registry")
     for name in ("v1", "v2"):
         registry.register(trained_model_dir, version=name)
     before = datetime.now(timezone.utc).replace(microsecond=0)
-    registry.promote("v1")
-    registry.promote("v2", reason="better")
+    with caplog.at_level(logging.INFO, logger="training.registry"):
+        registry.promote("v1")
+        registry.promote("v2", reason="better")
     first, second = registry.history()
     assert [(event["previous"], event["reason"]) for event in (first, second)] == [
         (None, ""), ("v1", "better")]
+    assert caplog.messages[-2:] == ["promoted v1 to production (previous: none)",
+                                    "promoted v2 to production (previous: v1)"]
     when = datetime.fromisoformat(second["time"])
     assert when.utcoffset() == timedelta(0) and before <= when <= datetime.now(timezone.utc)
 
@@ -238,13 +241,21 @@ def test_promote_refuses_a_card_that_cannot_serve(
 
 
 def test_pointer_that_is_not_a_version_name_is_a_registry_error(
-        promoted_registry: Path, trained_model_dir: Path) -> None:
+        promoted_registry: Path, trained_model_dir: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
     registry = Registry(promoted_registry)
     (registry.root / POINTER_FILE).write_bytes(b"\xffv1\n")
-    with pytest.raises(RegistryError, match="not a version name"):
+    with pytest.raises(RegistryError, match="not a version name") as unreadable:
         registry.production_version()
-    registry.promote(registry.register(trained_model_dir, version="repaired"))
+    registry.register(trained_model_dir, version="repaired")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="training.registry"):
+        registry.promote("repaired")
     assert registry.production_version() == "repaired"
+    assert registry.history()[-1]["previous"] is None  # what it replaced had no name
+    assert caplog.messages == [
+        f"replacing an unreadable production pointer: {unreadable.value}",
+        "promoted repaired to production (previous: none)"]
 
 
 def test_a_torn_history_line_does_not_prevent_rollback(tmp_path: Path,
