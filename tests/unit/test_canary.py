@@ -190,19 +190,22 @@ def test_the_gate_releases_a_passed_challenger_as_canary_under_promotion_canary(
     champion = registry.register(trained_model_dir, card_updates=GATED)
     registry.promote(champion, reason="test")
     register_twin(registry, trained_model_dir)
-    result = GateResult("promoted", ["holds up"], checks=[],
+    result = GateResult("promoted", ["holds up", "by a margin"], checks=[],
                         challenger={"version": CANARY_VERSION})
     gate_promote(registry, CANARY_VERSION, champion, result,
                  dataclasses.replace(config, promotion="canary", canary_share=0.25))
     assert registry.production_version() == champion
-    assert registry.canary_release().share == 0.25
+    release = registry.canary_release()
+    assert (release.share, release.reason) == (0.25, "holds up; by a margin")
     assert "released as canary on 25% of requests" in result.reasons[-1]
     assert result.promotion == "canary"
     # Without a champion there is nothing to compare with: the first model is promoted.
     fresh = Registry(config.registry_dir.parent / "fresh")
     first = fresh.register(trained_model_dir, card_updates=GATED)
+    result.reasons = ["no production model yet", "floor passed"]
     gate_promote(fresh, first, None, result, dataclasses.replace(config, promotion="canary"))
     assert fresh.production_version() == first and fresh.canary_release() is None
+    assert fresh.history()[-1]["reason"] == "no production model yet; floor passed"
     assert result.promotion == "direct"
 
 

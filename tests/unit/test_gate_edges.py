@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from training import gate
+from training import gate, tracking
 from training.artifact import load_artifact
 from training.config import TrainingConfig
 from training.data import load_split, read_csv
@@ -78,6 +78,18 @@ def test_champion_is_rescored_on_the_challengers_holdout_rows(
     expected = score(load_artifact(trained_model_dir), holdout, config)
     assert result.champion["metrics"]["roc_auc"] == pytest.approx(expected["roc_auc"])
     assert result.champion["metrics"] == result.challenger["metrics"]  # the same model
+
+
+def test_the_first_gate_promotes_on_the_floor_alone_and_records_why(
+        tmp_path: Path, trained_model_dir: Path, smaller_data: Path, tracking_dir: Path
+) -> None:
+    config = TrainingConfig(data_path=smaller_data, registry_dir=tmp_path / "registry",
+                            reports_dir=tmp_path / "reports", tracking_dir=tracking_dir)
+    result = run_gate(trained_model_dir, config)
+    assert result.reasons == ["no production model yet: the floor alone decides, and it passed"]
+    registry = tracking.open_registry(config)  # the registry the gate promotes in
+    assert registry.production_version() == result.challenger["version"]
+    assert registry.history()[-1]["reason"] == result.reasons[0]
 
 
 def test_each_decision_records_every_check_both_models_and_its_reason() -> None:

@@ -163,6 +163,7 @@ def test_a_worse_challenger_is_refused_and_the_champion_keeps_serving(
     build_model(noisy, tmp_path / "bad", dataclasses.replace(ct_config, data_path=noisy))
     result = run_gate(tmp_path / "bad", ct_config)
     assert result.decision == "failed"
+    assert result.challenger["version"] == "candidate"  # never registered: no version name
     assert registry.production_version() == champion
     assert registry.versions() == [champion]  # a failed challenger is not even registered
 
