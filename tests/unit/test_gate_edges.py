@@ -4,6 +4,7 @@ champion re-scored on the challenger's holdout rows rather than judged by its ow
 from __future__ import annotations
 
 import json
+import logging
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 
 from training import gate, tracking
-from training.artifact import load_artifact
+from training.artifact import MODEL_FILE, ModelIntegrityError, load_artifact
 from training.config import TrainingConfig
 from training.data import load_split, read_csv
 from training.registry import Registry
@@ -90,6 +91,31 @@ def test_the_first_gate_promotes_on_the_floor_alone_and_records_why(
     registry = tracking.open_registry(config)  # the registry the gate promotes in
     assert registry.production_version() == result.challenger["version"]
     assert registry.history()[-1]["reason"] == result.reasons[0]
+
+
+def test_an_unusable_champion_is_named_and_the_floor_alone_decides(
+        tmp_path: Path, trained_model_dir: Path, smaller_data: Path, tracking_dir: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    config = TrainingConfig(data_path=smaller_data, registry_dir=tmp_path / "registry",
+                            reports_dir=tmp_path / "reports", tracking_dir=tracking_dir)
+    registry = Registry(config.registry_dir)
+    registry.promote(registry.register(trained_model_dir, version="champion"))
+    assert tracking.open_registry(config).production_version() == "champion"  # on record
+    model_file = config.registry_dir / "champion" / MODEL_FILE
+    model_file.chmod(0o644)
+    with open(model_file, "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(ModelIntegrityError) as unusable:
+        registry.load("champion")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="training.workflows"):
+        result = run_gate(trained_model_dir, config)
+    assert [record.getMessage() for record in caplog.records
+            if record.name == "training.workflows"] == [
+        f"production model champion cannot be loaded: {unusable.value}"]
+    assert result.champion is None and result.reasons == [
+        f"production model champion is unusable ({unusable.value}): the floor alone decides, "
+        "and it passed"]
 
 
 def test_each_decision_records_every_check_both_models_and_its_reason() -> None:
