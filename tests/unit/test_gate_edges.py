@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.canary_models import INVERTED_VERSION, register_inverted
 from training import gate, tracking
 from training.artifact import MODEL_FILE, ModelIntegrityError, load_artifact
 from training.config import TrainingConfig
@@ -116,6 +117,25 @@ def test_an_unusable_champion_is_named_and_the_floor_alone_decides(
     assert result.champion is None and result.reasons == [
         f"production model champion is unusable ({unusable.value}): the floor alone decides, "
         "and it passed"]
+
+
+def test_under_promotion_canary_a_challenger_that_beats_the_champion_is_released_beside_it(
+        tmp_path: Path, trained_model_dir: Path, smaller_data: Path, tracking_dir: Path
+) -> None:
+    config = TrainingConfig(data_path=smaller_data, registry_dir=tmp_path / "registry",
+                            reports_dir=tmp_path / "reports", tracking_dir=tracking_dir,
+                            promotion="canary")
+    files = Registry(config.registry_dir)
+    files.promote(register_inverted(files, trained_model_dir, tmp_path))  # a worse champion
+    registry = tracking.open_registry(config)
+    assert registry.production_version() == INVERTED_VERSION  # on record
+    result = run_gate(trained_model_dir, config)
+    challenger = result.challenger["version"]
+    assert (result.decision, result.promotion) == ("promoted", "canary")
+    assert registry.production_version() == INVERTED_VERSION
+    assert registry.canary_release().version == challenger  # type: ignore[union-attr]
+    assert registry.card(challenger)["gate"] == {
+        "decision": "promoted", "reasons": result.reasons[:-1], "champion": INVERTED_VERSION}
 
 
 def test_each_decision_records_every_check_both_models_and_its_reason() -> None:
