@@ -47,6 +47,19 @@ def test_a_version_name_is_never_reused_for_other_bytes(tmp_path: Path, trained_
         registry.register(artifact_copy, version="v1")
 
 
+def test_versions_are_the_visible_directories_holding_a_card(tmp_path: Path,
+                                                             trained_model_dir: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    assert registry.versions() == []  # no registry directory yet
+    registry.register(trained_model_dir, version="v1")
+    staging = registry.root / ".staging-v2"  # a registration in progress, card and all
+    staging.mkdir()
+    (staging / CARD_FILE).write_text("{}")
+    (registry.root / "no-card").mkdir()
+    (registry.root / "notes").write_text("not a version")
+    assert registry.versions() == ["v1"]
+
+
 def test_promote_then_rollback_walks_the_production_history(tmp_path: Path,
                                                             trained_model_dir: Path) -> None:
     registry = Registry(tmp_path / "registry")
