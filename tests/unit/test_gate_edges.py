@@ -17,7 +17,7 @@ from training.artifact import MODEL_FILE, ModelIntegrityError, load_artifact
 from training.config import TrainingConfig
 from training.data import load_split, read_csv
 from training.registry import Registry
-from training.workflows import run_gate, score
+from training.workflows import run_gate, score, summary
 
 # Binary fractions, so that "exactly on" is exact in floating point too.
 CONFIG = TrainingConfig(floor_roc_auc=0.75, floor_recall_bad=0.625, champion_tolerance=0.0625)
@@ -198,3 +198,13 @@ def test_the_junit_report_names_every_check_with_its_detail(tmp_path: Path) -> N
     assert json.loads((reports / "gate.json").read_text()) == result.to_dict()
     assert (reports / "junit-gate.xml").read_text().splitlines()[0] \
         == "<?xml version='1.0' encoding='utf-8'?>"
+
+
+def test_the_gate_reports_a_model_by_its_cards_version_family_digest_and_metrics() -> None:
+    card = {"version": "v3", "model_family": "hist_gradient_boosting", "artifact_sha256": "ab12",
+            "metrics": {"roc_auc": 0.8}, "trained_at": "not shown"}
+    assert summary(card, "fallback") == {
+        "version": "v3", "model_family": "hist_gradient_boosting", "artifact_sha256": "ab12",
+        "metrics": {"roc_auc": 0.8}}
+    assert summary({"metrics": {}}, "candidate") == {
+        "version": "candidate", "model_family": None, "artifact_sha256": None, "metrics": {}}
