@@ -57,3 +57,6 @@ def test_reference_profile_describes_every_feature() -> None:
     assert sum(profile["duration"]["fractions"]) == pytest.approx(1.0)
     assert profile["purpose"]["fractions"]["others"] == 0.5
     assert profile["purpose"]["mode"] in ("others", "car (new)")
+    # Deciles: 20 distinct durations 1-20 give 11 edges and 10 bins of two values each.
+    assert profile["duration"]["bin_edges"] == pytest.approx(list(np.linspace(1, 20, 11)))
+    assert profile["duration"]["fractions"] == [0.1] * 10
