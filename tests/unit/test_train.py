@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from training import __version__
+from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.schema import FEATURES
 from training.train import (candidates, choose_threshold, encoded_feature_names,
@@ -56,7 +59,17 @@ def test_reference_profile_describes_every_feature() -> None:
     assert profile["duration"]["median"] == 1 + 9.5
     assert sum(profile["duration"]["fractions"]) == pytest.approx(1.0)
     assert profile["purpose"]["fractions"]["others"] == 0.5
+    assert profile["purpose"]["kind"] == "categorical" and profile["duration"]["kind"] == "numeric"
+    # Categories the training part lacks have a share of 0: the shares sum to 1.
+    assert sum(profile["purpose"]["fractions"].values()) == pytest.approx(1.0)
     assert profile["purpose"]["mode"] in ("others", "car (new)")
     # Deciles: 20 distinct durations 1-20 give 11 edges and 10 bins of two values each.
     assert profile["duration"]["bin_edges"] == pytest.approx(list(np.linspace(1, 20, 11)))
     assert profile["duration"]["fractions"] == [0.1] * 10
+
+
+def test_the_card_names_the_package_version_and_when_it_was_made_in_utc(
+        trained_model: LoadedModel) -> None:
+    assert trained_model.card["package_version"] == __version__
+    created = datetime.fromisoformat(trained_model.card["created_at"])
+    assert created.utcoffset() == timedelta(0)
