@@ -13,7 +13,7 @@ from training import __version__
 from training.artifact import LoadedModel
 from training.config import TrainingConfig
 from training.schema import FEATURES
-from training.train import (candidates, choose_threshold, encoded_feature_names,
+from training.train import (candidates, choose_threshold, encoded_feature_names, git_commit,
                             monotonic_constraints, reference_profile, select_family)
 
 
@@ -68,8 +68,9 @@ def test_reference_profile_describes_every_feature() -> None:
     assert profile["duration"]["fractions"] == [0.1] * 10
 
 
-def test_the_card_names_the_package_version_and_when_it_was_made_in_utc(
+def test_the_card_names_the_package_commit_and_when_it_was_made_in_utc(
         trained_model: LoadedModel) -> None:
     assert trained_model.card["package_version"] == __version__
+    assert trained_model.card["git_commit"] == git_commit()
     created = datetime.fromisoformat(trained_model.card["created_at"])
     assert created.utcoffset() == timedelta(0)
