@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 
@@ -72,5 +73,13 @@ def test_the_card_names_the_package_commit_and_when_it_was_made_in_utc(
         trained_model: LoadedModel) -> None:
     assert trained_model.card["package_version"] == __version__
     assert trained_model.card["git_commit"] == git_commit()
+    data = trained_model.card["data"]
+    assert (data["rows"], data["train_rows"], data["holdout_rows"]) == (1000, 800, 200)
+    assert trained_model.card["environment"]["python"] == platform.python_version()
+    # Every family tried has its cross-validated ROC AUC and its search on the card.
+    families = set(trained_model.card["cv_roc_auc"])
+    assert trained_model.card["model_family"] in families
+    assert all(0.5 < value < 1 for value in trained_model.card["cv_roc_auc"].values())
+    assert trained_model.card["cv_search"]
     created = datetime.fromisoformat(trained_model.card["created_at"])
     assert created.utcoffset() == timedelta(0)
