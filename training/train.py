@@ -130,12 +130,18 @@ def select_family(searches: dict[str, GridSearchCV], margin: float) -> str:
                 if search.best_score_ >= best_score - margin)
 
 
+def parameter_name(key: str) -> str:
+    """A pipeline parameter's name below its step: `estimator__C` -> `C`,
+    `estimator__base__C` -> `base__C`."""
+    return key.split("__", 1)[1]
+
+
 def search_summary(search: GridSearchCV, folds: int) -> dict[str, Any]:
     """One family's grid search: the grid, the best point and its ROC AUC on every fold."""
     best, results = search.best_index_, search.cv_results_
-    return {"grid": {k.split("__", 1)[1]: list(v) for k, v in search.param_grid.items()},
+    return {"grid": {parameter_name(k): list(v) for k, v in search.param_grid.items()},
             "grid_points": len(results["params"]),
-            "best_params": {k.split("__", 1)[1]: v for k, v in search.best_params_.items()},
+            "best_params": {parameter_name(k): v for k, v in search.best_params_.items()},
             "roc_auc_mean": float(results["mean_test_score"][best]),
             "roc_auc_std": float(results["std_test_score"][best]),
             "fold_roc_auc": [float(results[f"split{fold}_test_score"][best])
@@ -174,7 +180,7 @@ def train_model(train: pd.DataFrame, config: TrainingConfig) -> TrainedModel:
         pipeline.set_params(estimator__monotonic_cst=[-sign for sign in constraints])
     pipeline.fit(inputs, labels)
     return TrainedModel(pipeline=pipeline, family=family,
-                        hyperparameters={k.split("__", 1)[1]: v
+                        hyperparameters={parameter_name(k): v
                                          for k, v in best.best_params_.items()},
                         threshold=threshold,
                         cv_roc_auc={name: float(s.best_score_) for name, s in searches.items()},

@@ -1,21 +1,30 @@
-"""Pure pieces of training: threshold, family selection, constraints, reference profile."""
+"""Training: threshold, family selection, constraints, reference profile, and what building
+a model puts on its card and in the log."""
 
 from __future__ import annotations
 
+import logging
 import platform
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_info
 
-from training import __version__
-from training.artifact import LoadedModel
+from tests.conftest import DATA_FILE
+from training import __version__, train
+from training.artifact import load_artifact
 from training.config import TrainingConfig
+from training.data import load_split
+from training.evaluate import evaluate_probabilities
 from training.schema import FEATURES
-from training.train import (candidates, choose_threshold, encoded_feature_names, git_commit,
-                            monotonic_constraints, reference_profile, select_family)
+from training.train import (build_model, candidates, choose_threshold, encoded_feature_names,
+                            git_commit, monotonic_constraints, parameter_name,
+                            reference_profile, search_summary, select_family)
 
 
 def test_threshold_minimises_cost_with_the_cost_matrix() -> None:
@@ -69,17 +78,81 @@ def test_reference_profile_describes_every_feature() -> None:
     assert profile["duration"]["fractions"] == [0.1] * 10
 
 
-def test_the_card_names_the_package_commit_and_when_it_was_made_in_utc(
-        trained_model: LoadedModel) -> None:
-    assert trained_model.card["package_version"] == __version__
-    assert trained_model.card["git_commit"] == git_commit()
-    data = trained_model.card["data"]
+def small_config(tmp_path: Path, **changes: Any) -> TrainingConfig:
+    """Both families, one grid point each, few trees: a model in seconds, for the tests of
+    what building does."""
+    return TrainingConfig(data_path=DATA_FILE, registry_dir=tmp_path / "registry",
+                          reports_dir=tmp_path / "reports", tracking="off",
+                          logistic_c_grid=(1.0,), boosting_learning_rates=(0.1,),
+                          boosting_max_leaf_nodes=(7,), boosting_max_iter=30, cv_folds=3,
+                          **changes)
+
+
+def test_the_card_names_the_package_commit_and_when_it_was_made_in_utc(tmp_path: Path) -> None:
+    # Built here, not read from the session's model: mutmut runs a mutant of build_model only
+    # against the tests that called it, and a session fixture is made in another test.
+    card = build_model(DATA_FILE, tmp_path / "artifact", small_config(tmp_path))
+    assert card["package_version"] == __version__
+    assert card["git_commit"] == git_commit()
+    data = card["data"]
     assert (data["rows"], data["train_rows"], data["holdout_rows"]) == (1000, 800, 200)
-    assert trained_model.card["environment"]["python"] == platform.python_version()
+    assert card["environment"]["python"] == platform.python_version()
     # Every family tried has its cross-validated ROC AUC and its search on the card.
-    families = set(trained_model.card["cv_roc_auc"])
-    assert trained_model.card["model_family"] in families
-    assert all(0.5 < value < 1 for value in trained_model.card["cv_roc_auc"].values())
-    assert trained_model.card["cv_search"]
-    created = datetime.fromisoformat(trained_model.card["created_at"])
+    assert set(card["cv_roc_auc"]) == set(card["cv_search"]) == {
+        "logistic_regression", "gradient_boosting"}
+    assert card["model_family"] in card["cv_roc_auc"]
+    assert all(0.5 < value < 1 for value in card["cv_roc_auc"].values())
+    created = datetime.fromisoformat(card["created_at"])
     assert created.utcoffset() == timedelta(0)
+
+
+def test_a_parameter_keeps_its_path_below_the_pipeline_step() -> None:
+    assert parameter_name("estimator__C") == "C"
+    assert parameter_name("estimator__base__C") == "base__C"
+
+
+def test_a_search_summary_names_the_grid_the_best_point_and_every_fold() -> None:
+    search = SimpleNamespace(
+        param_grid={"estimator__base__C": (0.1, 1.0)},
+        best_params_={"estimator__base__C": 1.0}, best_index_=1,
+        cv_results_={"params": [{}, {}], "mean_test_score": [0.6, 0.8],
+                     "std_test_score": [0.05, 0.02], "split0_test_score": [0.55, 0.78],
+                     "split1_test_score": [0.65, 0.82]})
+    assert search_summary(search, folds=2) == {  # type: ignore[arg-type]  # its fitted fields
+        "grid": {"base__C": [0.1, 1.0]}, "grid_points": 2, "best_params": {"base__C": 1.0},
+        "roc_auc_mean": 0.8, "roc_auc_std": 0.02, "fold_roc_auc": [0.78, 0.82]}
+
+
+def test_building_logs_the_split_and_cards_the_holdout_metrics_per_segment(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config, output = small_config(tmp_path), tmp_path / "artifact"
+    with caplog.at_level(logging.INFO, logger=train.__name__):
+        card = build_model(DATA_FILE, output, config)
+    assert "training on 800 rows, holding out 200" in caplog.messages
+    assert (f"saved {card['model_family']} model to {output}: "
+            f"holdout ROC AUC {card['metrics']['roc_auc']:.4f}") in caplog.messages
+    model, holdout = load_artifact(output), load_split(DATA_FILE, config)[2]
+    recomputed = evaluate_probabilities(holdout, model.predict_proba_bad(holdout),
+                                        model.threshold, config)
+    assert card["segment_metrics"] == recomputed["segments"]
+    assert set(card["segment_metrics"]) == {"age_band", "personal_status_sex", "foreign_worker"}
+
+
+class TrainingReached(Exception):
+    """Raised by the stand-in for train_model: building got as far as training."""
+
+
+def test_training_runs_with_the_configured_native_thread_count(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Three threads: neither this machine's default (one per core) nor a mutation run's
+    # OMP_NUM_THREADS=1, so only the configured limit explains it.
+    seen: list[int] = []
+
+    def record_threads(_train: Any, _config: TrainingConfig) -> None:
+        seen.extend(pool["num_threads"] for pool in threadpool_info())
+        raise TrainingReached
+
+    monkeypatch.setattr(train, "train_model", record_threads)
+    with pytest.raises(TrainingReached):
+        build_model(DATA_FILE, tmp_path / "artifact", small_config(tmp_path, native_threads=3))
+    assert seen and set(seen) == {3}
