@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_info
 
 from tests.conftest import DATA_FILE
@@ -21,9 +23,10 @@ from training.artifact import load_artifact
 from training.config import TrainingConfig
 from training.data import load_split
 from training.evaluate import evaluate_probabilities
-from training.schema import FEATURES
+from training.features import build_preprocessor
+from training.schema import FEATURES, feature_names
 from training.train import (build_model, candidates, choose_threshold, encoded_feature_names,
-                            git_commit, monotonic_constraints, parameter_name,
+                            git_commit, is_bad, monotonic_constraints, parameter_name,
                             reference_profile, search_summary, select_family)
 
 
@@ -91,7 +94,8 @@ def small_config(tmp_path: Path, **changes: Any) -> TrainingConfig:
 def test_the_card_names_the_package_commit_and_when_it_was_made_in_utc(tmp_path: Path) -> None:
     # Built here, not read from the session's model: mutmut runs a mutant of build_model only
     # against the tests that called it, and a session fixture is made in another test.
-    card = build_model(DATA_FILE, tmp_path / "artifact", small_config(tmp_path))
+    config = small_config(tmp_path)
+    card = build_model(DATA_FILE, tmp_path / "artifact", config)
     assert card["package_version"] == __version__
     assert card["git_commit"] == git_commit()
     data = card["data"]
@@ -102,6 +106,15 @@ def test_the_card_names_the_package_commit_and_when_it_was_made_in_utc(tmp_path:
         "logistic_regression", "gradient_boosting"}
     assert card["model_family"] in card["cv_roc_auc"]
     assert all(0.5 < value < 1 for value in card["cv_roc_auc"].values())
+    # The folds are the config's count, shuffled with its seed: recomputed for one family.
+    logistic = candidates(config)[0]
+    train_rows = load_split(DATA_FILE, config)[1]
+    fold_scores = cross_val_score(
+        Pipeline([("preprocess", build_preprocessor()), ("estimator", logistic.estimator)]),
+        train_rows[feature_names()], is_bad(train_rows), scoring="roc_auc",
+        cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=config.seed))
+    assert card["cv_search"]["logistic_regression"]["fold_roc_auc"] == pytest.approx(
+        list(fold_scores))
     created = datetime.fromisoformat(card["created_at"])
     assert created.utcoffset() == timedelta(0)
 
