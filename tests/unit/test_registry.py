@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,7 +16,26 @@ from training.artifact import (CARD_FILE, MODEL_FILE, ModelIntegrityError, load_
                                sha256_of, write_card)
 from training.canary_release import CanaryRelease, new_release
 from training.model_check import CardError
-from training.registry import HISTORY_FILE, POINTER_FILE, Registry, RegistryError
+from training.registry import (HISTORY_FILE, POINTER_FILE, Registry, RegistryError,
+                               new_version_name)
+
+
+@pytest.fixture
+def local_time_zone_kolkata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's local time zone set to UTC+05:30 for the test, then restored."""
+    monkeypatch.setenv("TZ", "IST-05:30")  # POSIX form: needs no zoneinfo files
+    time.tzset()
+    assert time.localtime(0).tm_gmtoff == 5 * 3600 + 30 * 60
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_version_name_is_the_utc_creation_time_and_eight_hex_digits_of_the_hash(
+        local_time_zone_kolkata: None) -> None:
+    # Created 09:34:05 in Kolkata: the name says 04:04:05Z whatever the machine's zone.
+    card = {"created_at": "2026-01-02T09:34:05+05:30", "artifact_sha256": "0123456789" * 6}
+    assert new_version_name(card) == "20260102T040405Z-01234567"
 
 
 def test_register_copies_a_read_only_version_with_its_name_in_the_card(
