@@ -14,6 +14,7 @@ import pytest
 
 from training.artifact import (CARD_FILE, MODEL_FILE, ModelIntegrityError, load_artifact,
                                sha256_of, write_card)
+from training import registry as registry_module
 from training.canary_release import CanaryRelease, new_release
 from training.model_check import CardError
 from training.registry import (HISTORY_FILE, POINTER_FILE, Registry, RegistryError,
@@ -48,12 +49,41 @@ def test_register_copies_a_read_only_version_with_its_name_in_the_card(
     assert registry.production_version() is None
 
 
-def test_registering_the_same_bytes_again_is_a_no_op(tmp_path: Path,
-                                                     trained_model_dir: Path) -> None:
+def test_registering_the_same_bytes_again_is_a_no_op(
+        tmp_path: Path, trained_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     registry = Registry(tmp_path / "registry")
     first = registry.register(trained_model_dir)
-    assert registry.register(trained_model_dir) == first
+    with caplog.at_level(logging.INFO, logger=registry_module.__name__):
+        assert registry.register(trained_model_dir) == first
     assert registry.versions() == [first]
+    assert f"version {first} is already registered" in caplog.messages
+
+
+def test_a_malformed_version_name_is_refused_before_anything_is_copied(
+        tmp_path: Path, trained_model_dir: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    with pytest.raises(RegistryError, match="invalid version name '../outside'"):
+        registry.register(trained_model_dir, version="../outside")
+    assert not (tmp_path / "outside").exists() and registry.versions() == []
+
+
+def test_a_version_is_staged_hidden_in_the_registry_then_renamed_whole(
+        tmp_path: Path, trained_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = Registry(tmp_path / "registry")
+    staged: list[tuple[Path, list[str]]] = []
+
+    def write_card_and_look(directory: Path, card: dict[str, object]) -> None:
+        write_card(directory, card)
+        staged.append((directory, registry.versions()))
+
+    monkeypatch.setattr(registry_module, "write_card", write_card_and_look)
+    version = registry.register(trained_model_dir)
+    [(staging, listed_meanwhile)] = staged
+    # On the registry's own file system, so the rename is atomic; hidden from versions()
+    # while it holds a whole card but is not yet the version.
+    assert staging.parent == registry.root
+    assert listed_meanwhile == []
+    assert not staging.exists() and registry.versions() == [version]
 
 
 def test_a_version_name_is_never_reused_for_other_bytes(tmp_path: Path, trained_model_dir: Path,
