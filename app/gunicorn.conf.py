@@ -25,7 +25,8 @@ bind = os.environ.get("GUNICORN_BIND") or "127.0.0.1:8000"
 # threads overlap the I/O (log writes, slow clients) inside a worker.
 workers = _env_int("GUNICORN_WORKERS", 2)
 threads = _env_int("GUNICORN_THREADS", 4)
-worker_class = "gthread"
+# gthread with new connections spread over the workers (app/balanced_worker.py says why).
+worker_class = "app.balanced_worker.BalancedThreadWorker"
 timeout = _env_int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _env_int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 # Longer than NGINX's upstream keepalive_timeout (60s by default), so that NGINX, not

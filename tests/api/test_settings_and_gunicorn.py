@@ -65,7 +65,7 @@ def test_gunicorn_conf_defaults_are_safe(monkeypatch: pytest.MonkeyPatch,
     assert conf["accesslog"] == "-" and conf["errorlog"] == "-"
     assert conf["max_requests"] > 0 and 0 < conf["max_requests_jitter"] < conf["max_requests"]
     assert conf["graceful_timeout"] > 0 and conf["timeout"] > 0
-    assert conf["worker_class"] == "gthread"
+    assert conf["worker_class"] == "app.balanced_worker.BalancedThreadWorker"
 
 
 def test_gunicorn_conf_reads_the_environment(monkeypatch: pytest.MonkeyPatch,
