@@ -84,6 +84,21 @@ def test_a_version_is_staged_hidden_in_the_registry_then_renamed_whole(
     assert staging.parent == registry.root
     assert listed_meanwhile == []
     assert not staging.exists() and registry.versions() == [version]
+    assert oct(registry.root.joinpath(version).stat().st_mode)[-3:] == "755"
+
+
+def test_a_registration_that_fails_midway_leaves_nothing_behind(
+        tmp_path: Path, trained_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = Registry(tmp_path / "registry")
+
+    def full_disk(_directory: Path, _card: dict[str, object]) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(registry_module, "write_card", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        registry.register(trained_model_dir)
+    assert registry.versions() == []
+    assert [path.name for path in registry.root.iterdir() if path.is_dir()] == []
 
 
 def test_a_version_name_is_never_reused_for_other_bytes(tmp_path: Path, trained_model_dir: Path,
