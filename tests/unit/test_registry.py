@@ -68,7 +68,8 @@ def test_a_malformed_version_name_is_refused_before_anything_is_copied(
 
 
 def test_a_version_is_staged_hidden_in_the_registry_then_renamed_whole(
-        tmp_path: Path, trained_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, trained_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     registry = Registry(tmp_path / "registry")
     staged: list[tuple[Path, list[str]]] = []
 
@@ -77,7 +78,9 @@ def test_a_version_is_staged_hidden_in_the_registry_then_renamed_whole(
         staged.append((directory, registry.versions()))
 
     monkeypatch.setattr(registry_module, "write_card", write_card_and_look)
-    version = registry.register(trained_model_dir)
+    with caplog.at_level(logging.INFO, logger=registry_module.__name__):
+        version = registry.register(trained_model_dir)
+    assert caplog.messages == [f"registered model version {version} in {registry.root}"]
     [(staging, listed_meanwhile)] = staged
     # On the registry's own file system, so the rename is atomic; hidden from versions()
     # while it holds a whole card but is not yet the version.
@@ -335,6 +338,21 @@ def test_pointer_that_is_not_a_version_name_is_a_registry_error(
     assert caplog.messages == [
         f"replacing an unreadable production pointer: {unreadable.value}",
         "promoted repaired to production (previous: none)"]
+
+
+def test_a_pointer_error_names_the_pointer_file_and_what_it_holds(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry")
+    registry.root.mkdir(parents=True)
+    pointer = registry.root / POINTER_FILE
+    pointer.write_text("../etc\n")
+    with pytest.raises(RegistryError) as invalid:
+        registry.production_version()
+    assert str(invalid.value) == f"{pointer}: invalid version name '../etc'"
+    garbage = b"\xff" * 100  # shown cut to its first 80 bytes
+    pointer.write_bytes(garbage)
+    with pytest.raises(RegistryError) as unreadable:
+        registry.production_version()
+    assert str(unreadable.value) == f"{pointer}: not a version name ({garbage[:80]!r})"
 
 
 def test_a_torn_history_line_does_not_prevent_rollback(tmp_path: Path,

@@ -142,6 +142,10 @@ def test_building_logs_the_split_and_cards_the_holdout_metrics_per_segment(
     with caplog.at_level(logging.INFO, logger=train.__name__):
         card = build_model(DATA_FILE, output, config)
     assert "training on 800 rows, holding out 200" in caplog.messages
+    for family, search in card["cv_search"].items():
+        best = {f"estimator__{name}": value for name, value in search["best_params"].items()}
+        assert (f"{family}: best CV ROC AUC {card['cv_roc_auc'][family]:.4f} "
+                f"with {best}") in caplog.messages
     assert (f"saved {card['model_family']} model to {output}: "
             f"holdout ROC AUC {card['metrics']['roc_auc']:.4f}") in caplog.messages
     model, holdout = load_artifact(output), load_split(DATA_FILE, config)[2]
