@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict, cross_val_score
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_info
 
@@ -45,6 +45,10 @@ def test_a_complex_family_must_beat_the_simple_one_by_the_margin() -> None:
                 "gradient_boosting": SimpleNamespace(best_score_=0.774)}
     assert select_family(searches, margin=0.005) == "logistic_regression"
     assert select_family(searches, margin=0.001) == "gradient_boosting"
+    # Exactly the margin behind (binary-exact numbers) is within it: the simple one stays.
+    searches = {"logistic_regression": SimpleNamespace(best_score_=0.5),
+                "gradient_boosting": SimpleNamespace(best_score_=0.75)}
+    assert select_family(searches, margin=0.25) == "logistic_regression"
 
 
 def test_unknown_model_family_is_a_clear_error() -> None:
@@ -115,6 +119,17 @@ def test_the_card_names_the_package_commit_and_when_it_was_made_in_utc(tmp_path:
         cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=config.seed))
     assert card["cv_search"]["logistic_regression"]["fold_roc_auc"] == pytest.approx(
         list(fold_scores))
+    # The threshold is the cheapest cut of the chosen family's out-of-fold predictions over
+    # the same folds.
+    chosen = next(c for c in candidates(config) if c.family == card["model_family"])
+    chosen.estimator.set_params(**card["hyperparameters"])
+    out_of_fold = cross_val_predict(
+        Pipeline([("preprocess", build_preprocessor()), ("estimator", chosen.estimator)]),
+        train_rows[feature_names()], is_bad(train_rows), method="predict_proba",
+        cv=StratifiedKFold(n_splits=3, shuffle=True, random_state=config.seed))[:, 1]
+    assert card["threshold"] == choose_threshold(is_bad(train_rows), out_of_fold,
+                                                 config.cost_bad_approved,
+                                                 config.cost_good_declined)
     created = datetime.fromisoformat(card["created_at"])
     assert created.utcoffset() == timedelta(0)
 
@@ -142,6 +157,8 @@ def test_building_logs_the_split_and_cards_the_holdout_metrics_per_segment(
     with caplog.at_level(logging.INFO, logger=train.__name__):
         card = build_model(DATA_FILE, output, config)
     assert "training on 800 rows, holding out 200" in caplog.messages
+    assert (f"selected {card['model_family']}; decision threshold {card['threshold']:.2f} "
+            "(lowest cost out of fold)") in caplog.messages
     for family, search in card["cv_search"].items():
         best = {f"estimator__{name}": value for name, value in search["best_params"].items()}
         assert (f"{family}: best CV ROC AUC {card['cv_roc_auc'][family]:.4f} "
