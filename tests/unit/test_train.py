@@ -38,6 +38,8 @@ def test_threshold_minimises_cost_with_the_cost_matrix() -> None:
     # At equal costs every cut from 0.21 to 0.90 costs 1; a tie goes to the highest cut,
     # which declines the fewest applicants.
     assert choose_threshold(is_bad, probability, 1.0, 1.0) == 0.9
+    # Nothing bad: every cut above the top score costs nothing; the highest cut is 0.95.
+    assert choose_threshold(np.array([False, False]), np.array([0.2, 0.4]), 5.0, 1.0) == 0.95
 
 
 def test_a_complex_family_must_beat_the_simple_one_by_the_margin() -> None:
