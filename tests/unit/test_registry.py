@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -338,6 +339,18 @@ def test_pointer_that_is_not_a_version_name_is_a_registry_error(
     assert caplog.messages == [
         f"replacing an unreadable production pointer: {unreadable.value}",
         "promoted repaired to production (previous: none)"]
+
+
+def test_a_copy_under_another_name_serves_as_that_name_and_says_so(
+        tmp_path: Path, trained_model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    registry = Registry(tmp_path / "registry")
+    registry.register(trained_model_dir, version="v1")
+    shutil.copytree(registry.root / "v1", registry.root / "v2")
+    with caplog.at_level(logging.WARNING, logger=registry_module.__name__):
+        loaded = registry.load_verified("v2")
+    assert loaded.version == loaded.card["version"] == "v2"
+    assert caplog.messages == [
+        f"{registry.root / 'v2'}: the card names version v1; serving it as v2"]
 
 
 def test_a_pointer_error_names_the_pointer_file_and_what_it_holds(tmp_path: Path) -> None:
