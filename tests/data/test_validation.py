@@ -9,7 +9,7 @@ import pytest
 
 from training.config import TrainingConfig
 from training.data import (CheckResult, DataValidationError, ValidationReport, load_dataset,
-                           read_csv, split, validate)
+                           load_split, read_csv, split, validate)
 from training.schema import COLUMNS, TARGET
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -82,6 +82,13 @@ def test_missing_file_and_unparseable_file_are_clear_errors(tmp_path: Path) -> N
     binary.write_bytes(b"\xff\xfe\x00\x81garbage")
     with pytest.raises(ValueError, match="not a readable CSV"):
         read_csv(binary)
+
+
+def test_loading_for_a_split_validates_with_the_given_config(data_file: Path) -> None:
+    # The real file's 1,000 rows pass the default floor of 100 rows, not one of 2,000.
+    with pytest.raises(DataValidationError) as refused:
+        load_split(data_file, TrainingConfig(min_rows=2000))
+    assert [check.name for check in refused.value.report.failures] == ["row_count"]
 
 
 def test_split_is_stratified_disjoint_and_seeded(data_file: Path) -> None:
