@@ -10,13 +10,14 @@ the imbalance lasted as long as the connections.
 
 So a worker that already holds one connection per thread stops accepting for PAUSE_SECONDS:
 a sibling woken by the same connection takes it first. When the pause ends, the worker
-accepts again without a pause for the next connection, so a connection that no sibling
-took (every worker is as busy) waits at most one pause; nothing is refused.
+accepts without pausing for as long again, so a connection that no sibling took (every
+worker is as busy) waits at most one pause; nothing is refused.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
@@ -32,27 +33,30 @@ class BalancedThreadWorker(ThreadWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.paused = False
-        self.pause_next = True  # False right after a pause: that accept goes ahead
+        # Until then (monotonic seconds), the worker accepts without pausing: the pause it
+        # just made is the only wait a connection no sibling took may have.
+        self.unpaused_until = 0.0
 
     def accept(self, listener: Any) -> None:
-        """Accept, unless this worker is full and has not just paused: then pause."""
-        if self.nr_conns >= self.cfg.threads and self.pause_next:
+        """Accept, unless this worker is full and did not just pause: then pause."""
+        if self.nr_conns >= self.cfg.threads and time.monotonic() >= self.unpaused_until:
             self.pause_accepting()
             return
-        self.pause_next = True
         super().accept(listener)
 
     def pause_accepting(self) -> None:
         """Stop accepting for PAUSE_SECONDS; a timer then has the event loop resume."""
-        self.paused, self.pause_next = True, False
+        self.paused = True
         self.set_accept_enabled(False)
         timer = threading.Timer(PAUSE_SECONDS, self._defer_resume)
         timer.daemon = True
         timer.start()
 
     def resume_accepting(self) -> None:
-        """End the pause (on the event loop's thread, which re-enables accepting)."""
+        """End the pause (on the event loop's thread, which re-enables accepting); a
+        connection still waiting is accepted in the next PAUSE_SECONDS without a pause."""
         self.paused = False
+        self.unpaused_until = time.monotonic() + PAUSE_SECONDS
 
     def set_accept_enabled(self, enabled: bool) -> None:
         """Gunicorn's switch (its loop calls it whenever the worker has room), held off
