@@ -8,23 +8,44 @@ in three, that worker's one core (its GIL) ~90 % busy while the other idled, and
 went from 0.8 ms to 1.3 - 7.9 ms. Keep-alive connections stay where they were accepted, so
 the imbalance lasted as long as the connections.
 
-So a worker that already holds one connection per thread stops accepting for PAUSE_SECONDS:
-a sibling woken by the same connection takes it first. When the pause ends, the worker
-accepts without pausing for as long again, so a connection that no sibling took (every
-worker is as busy) waits at most one pause; nothing is refused.
+So a worker that already holds one connection per thread stops accepting for a pause
+(GUNICORN_BALANCE_PAUSE_MS, 20 by default): a sibling woken by the same connection takes it
+first. When the pause ends, the worker accepts every connection still waiting (no sibling
+took it in a whole pause: every worker is as busy), so none waits more than one pause and
+nothing is refused; the next connection finds the usual rule.
 """
 
 from __future__ import annotations
 
+import os
 import threading
-import time
+from collections.abc import Mapping
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
+PAUSE_VARIABLE = "GUNICORN_BALANCE_PAUSE_MS"
 # Long enough for an idle sibling to be scheduled on a loaded 2-core machine, short enough
-# that a connection no sibling takes hardly notices.
-PAUSE_SECONDS = 0.02
+# that a connection no sibling takes hardly notices. A host so busy that a woken worker
+# waits longer for a core balances less well; a longer pause trades latency for balance.
+DEFAULT_PAUSE_MS = 20
+
+
+def pause_seconds(environ: Mapping[str, str]) -> float:
+    """The pause a full worker makes, from PAUSE_VARIABLE (whole milliseconds, at least 1)."""
+    raw = environ.get(PAUSE_VARIABLE) or str(DEFAULT_PAUSE_MS)
+    try:
+        milliseconds = int(raw)
+    except ValueError:
+        milliseconds = 0
+    if milliseconds < 1:
+        raise ValueError(f"{PAUSE_VARIABLE} must be a whole number of milliseconds, at least 1;"
+                         f" got {raw!r}")
+    return milliseconds / 1000
+
+
+# Read when Gunicorn's master loads the worker class, so a bad value stops it at start.
+PAUSE_SECONDS = pause_seconds(os.environ)
 
 
 class BalancedThreadWorker(ThreadWorker):
@@ -33,13 +54,10 @@ class BalancedThreadWorker(ThreadWorker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.paused = False
-        # Until then (monotonic seconds), the worker accepts without pausing: the pause it
-        # just made is the only wait a connection no sibling took may have.
-        self.unpaused_until = 0.0
 
     def accept(self, listener: Any) -> None:
-        """Accept, unless this worker is full and did not just pause: then pause."""
-        if self.nr_conns >= self.cfg.threads and time.monotonic() >= self.unpaused_until:
+        """Accept, unless this worker holds a connection per thread: then pause."""
+        if self.nr_conns >= self.cfg.threads:
             self.pause_accepting()
             return
         super().accept(listener)
@@ -53,10 +71,20 @@ class BalancedThreadWorker(ThreadWorker):
         timer.start()
 
     def resume_accepting(self) -> None:
-        """End the pause (on the event loop's thread, which re-enables accepting); a
-        connection still waiting is accepted in the next PAUSE_SECONDS without a pause."""
+        """End the pause (on the event loop's thread) and accept the connections that no
+        sibling took meanwhile; the loop then re-enables accepting."""
         self.paused = False
-        self.unpaused_until = time.monotonic() + PAUSE_SECONDS
+        for listener in self.sockets:
+            self.accept_waiting(listener)
+
+    def accept_waiting(self, listener: Any) -> None:
+        """Accept from `listener` until nothing waits (or the worker is at its limit)."""
+        listener.setblocking(False)  # as Gunicorn's own switch does: never wait here
+        while self.nr_conns < self.worker_connections:
+            held = self.nr_conns
+            super().accept(listener)  # a listener with nothing waiting accepts nothing
+            if self.nr_conns == held:
+                return
 
     def set_accept_enabled(self, enabled: bool) -> None:
         """Gunicorn's switch (its loop calls it whenever the worker has room), held off

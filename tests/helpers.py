@@ -62,15 +62,17 @@ def wait_for_http(url: str, timeout: float = 30.0, status: int = 200) -> request
     pytest.fail(f"{url} did not answer {status} within {timeout}s (last: {last})")
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str,
-               interval: float = 0.1) -> object:
+def wait_until(condition: Callable[[], object], timeout: float,
+               what: str | Callable[[], str], interval: float = 0.1) -> object:
     """Poll `condition` until it returns something truthy (returned), or fail the test
-    naming the event `what` that did not happen within `timeout` seconds."""
+    naming the event `what` that did not happen within `timeout` seconds (a callable
+    `what` is asked then, so the message can show the last state seen)."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() >= deadline:
-            pytest.fail(f"{what} did not happen within {timeout:.0f}s")
+            event = what() if callable(what) else what
+            pytest.fail(f"{event} did not happen within {timeout:.0f}s")
         time.sleep(interval)
