@@ -349,7 +349,10 @@ def test_a_copy_under_another_name_serves_as_that_name_and_says_so(
     with caplog.at_level(logging.WARNING, logger=registry_module.__name__):
         loaded = registry.load_verified("v2")
     assert loaded.version == loaded.card["version"] == "v2"
-    assert caplog.messages == [
+    # Warnings only: whether the registration's INFO line is captured depends on the level
+    # an earlier test in the same process left on the logger.
+    assert [record.getMessage() for record in caplog.records
+            if record.levelno >= logging.WARNING] == [
         f"{registry.root / 'v2'}: the card names version v1; serving it as v2"]
 
 
