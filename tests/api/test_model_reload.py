@@ -7,7 +7,6 @@ import json
 import logging
 import shutil
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -18,6 +17,7 @@ from flask.testing import FlaskClient
 
 from app.model_holder import ModelHolder
 from tests.api.conftest import metric_value
+from tests.helpers import wait_until
 from training.artifact import CARD_FILE, MODEL_FILE, atomic_write, write_card
 from training.model_check import CardError
 from training.registry import POINTER_FILE, Registry
@@ -127,14 +127,6 @@ def test_service_starting_on_a_tampered_production_model_is_not_ready(
     assert metric_value(client, "credit_model_reload_failures_total") == 1.0
 
 
-def wait_for(condition: Any, what: str, timeout: float = 30.0) -> None:
-    """Wait until `condition()` is true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout}s"
-        time.sleep(0.02)
-
-
 def test_watcher_follows_the_pointer_without_any_request(
         promoted_registry: Path, trained_model_dir: Path) -> None:
     registry = Registry(promoted_registry)
@@ -144,8 +136,8 @@ def test_watcher_follows_the_pointer_without_any_request(
     try:
         registry.promote(registry.register(trained_model_dir, version="next-2"), reason="test")
         # No get(), no request: the watcher alone must swap.
-        wait_for(lambda: holder.model is not None and holder.model.version == "next-2",
-                 "the watcher's swap to next-2")
+        wait_until(lambda: holder.model is not None and holder.model.version == "next-2",
+                   timeout=30, what="the watcher's swap to next-2", interval=0.02)
     finally:
         holder.stop_watcher()
 
@@ -286,10 +278,12 @@ def test_the_watcher_outlives_a_failed_check_and_says_so(
     holder = ModelHolder(registry, reload_seconds=0.05, on_load=on_load)
     assert holder.start_watcher()
     try:
-        wait_for(lambda: holder.model is not None, "the watcher's first load")
+        wait_until(lambda: holder.model is not None, timeout=30,
+                   what="the watcher's first load", interval=0.02)
         registry.promote(registry.register(promoted_registry / registry.production_version(),
                                            version="next-2"), reason="test")
-        wait_for(lambda: calls[-1:] == ["next-2"], "the watcher's next swap")
+        wait_until(lambda: calls[-1:] == ["next-2"], timeout=30,
+                   what="the watcher's next swap", interval=0.02)
     finally:
         holder.stop_watcher()
     [failed] = [record for record in caplog.records if record.levelname == "ERROR"]
