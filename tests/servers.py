@@ -43,6 +43,8 @@ NGINX_TEMPLATE = nginx_site.TEMPLATE
 NGINX_MAIN = NGINX_DIR / "standalone.conf"
 STATIC_ROOT = ROOT / "app" / "static"
 GUNICORN_CONF = ROOT / "app" / "gunicorn.conf.py"
+# How the tests start the service under Gunicorn (from ROOT).
+GUNICORN_COMMAND = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "app.wsgi:app"]
 # The loopback address NGINX does not rate limit (nginx/credit-risk.conf.template): the
 # benchmark and the background load of the reload and worker-kill tests come from it.
 LOAD_GENERATOR_ADDRESS = bench.LOAD_GENERATOR_ADDRESS
@@ -190,8 +192,7 @@ def running_gunicorn(registry_dir: Path, log_dir: Path, workers: int = 2, thread
     with open(log_path, "ab") as log:
         # A new session: the master and its workers form one group that _stop can end.
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "app.wsgi:app"],
-            cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
+            GUNICORN_COMMAND, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True)
     server = Server("gunicorn", f"http://127.0.0.1:{port}", process, {"log": log_path})
     # SIGTERM is Gunicorn's graceful stop: workers finish their requests first.

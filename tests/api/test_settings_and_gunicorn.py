@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from app import create_app
+from app.balanced_worker import DEFAULT_PAUSE_MS, PAUSE_VARIABLE, pause_seconds
 from app.config import DEFAULTS, SettingsError, load_settings
 from app.seed import SEED_REASON, seed_registry
 from tests.conftest import ROOT
@@ -161,3 +162,16 @@ def test_worker_exit_ends_the_worker_at_once_with_gunicorns_status(
             conf["worker_exit"](_Server, None)
     conf["worker_exit"](_Server, None)  # not on Gunicorn's exit path: Python ends normally
     assert statuses == [0, 0, 3]
+
+
+@pytest.mark.parametrize("raw, seconds", [(None, DEFAULT_PAUSE_MS / 1000), ("", 0.02),
+                                          ("1", 0.001), ("500", 0.5)])
+def test_the_pause_comes_from_the_environment(raw: str | None, seconds: float) -> None:
+    environ = {} if raw is None else {PAUSE_VARIABLE: raw}
+    assert pause_seconds(environ) == seconds
+
+
+@pytest.mark.parametrize("raw", ["0", "-20", "1.5", "20ms"])
+def test_a_bad_pause_is_refused_with_its_name_and_value(raw: str) -> None:
+    with pytest.raises(ValueError, match=f"{PAUSE_VARIABLE} .* got '{raw}'"):
+        pause_seconds({PAUSE_VARIABLE: raw})

@@ -7,15 +7,14 @@ import http.client
 import os
 import socket
 import subprocess
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from app.balanced_worker import DEFAULT_PAUSE_MS, PAUSE_VARIABLE, pause_seconds
+from app.balanced_worker import PAUSE_VARIABLE
 from tests.helpers import wait_until
-from tests.servers import GUNICORN_CONF, ROOT, running_gunicorn, worker_pids
+from tests.servers import GUNICORN_COMMAND, ROOT, running_gunicorn, worker_pids
 
 pytestmark = pytest.mark.slow
 
@@ -100,25 +99,11 @@ def test_a_full_worker_without_siblings_still_accepts_after_its_pause(
         assert kept.getresponse().status == 200, "the first connection was dropped"
 
 
-@pytest.mark.parametrize("raw, seconds", [(None, DEFAULT_PAUSE_MS / 1000), ("", 0.02),
-                                          ("1", 0.001), ("500", 0.5)])
-def test_the_pause_comes_from_the_environment(raw: str | None, seconds: float) -> None:
-    environ = {} if raw is None else {PAUSE_VARIABLE: raw}
-    assert pause_seconds(environ) == seconds
-
-
-@pytest.mark.parametrize("raw", ["0", "-20", "1.5", "20ms"])
-def test_a_bad_pause_is_refused_with_its_name_and_value(raw: str) -> None:
-    with pytest.raises(ValueError, match=f"{PAUSE_VARIABLE} .* got '{raw}'"):
-        pause_seconds({PAUSE_VARIABLE: raw})
-
-
 def test_gunicorn_does_not_start_with_a_bad_pause(tmp_path: Path) -> None:
     environment = {**os.environ, PAUSE_VARIABLE: "soon", "GUNICORN_BIND": "127.0.0.1:0",
                    "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus")}
     started = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "app.wsgi:app"],
-        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+        GUNICORN_COMMAND, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
     assert started.returncode != 0
     assert f"{PAUSE_VARIABLE} must be a whole number of milliseconds" in started.stderr
 
