@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter as Tally
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
 
-import numpy as np
 from flask import Flask, Response, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
                                Histogram, generate_latest, multiprocess, values)
@@ -30,6 +32,11 @@ PROBABILITY_BANDS = [f"{low / 10:.1f}-{(low + 1) / 10:.1f}" for low in range(10)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # The label values of `method`: anything else a client sends is counted as "other".
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+# Labelled series the request path updates, remembered per label values: prometheus_client's
+# labels() checks and locks on every call, six times per prediction. The label values are
+# bounded (routes x methods x statuses, versions x arms x bands); past this many, the least
+# recently used is looked up again.
+SERIES_CACHE_SIZE = 1024
 
 
 def multiprocess_mode() -> bool:
@@ -111,6 +118,17 @@ class Metrics:
         self.drift_window_rows = Gauge("credit_drift_window_rows",
                                        "Rows in the drift window (max over live workers).",
                                        multiprocess_mode="livemax", registry=registry)
+        self._request_series = lru_cache(SERIES_CACHE_SIZE)(self._new_request_series)
+        self._arm_series = lru_cache(SERIES_CACHE_SIZE)(self._new_arm_series)
+        self._band_series = lru_cache(SERIES_CACHE_SIZE)(self.arm_probabilities.labels)
+        self._decision_series = lru_cache(SERIES_CACHE_SIZE)(self.predictions.labels)
+
+    def _new_request_series(self, route: str, method: str, status: str) -> tuple[Any, Any]:
+        return (self.requests.labels(route, method, status),
+                self.latency.labels(route, method, status))
+
+    def _new_arm_series(self, version: str, arm: str) -> tuple[Any, Any]:
+        return self.arm_rows.labels(version, arm), self.arm_scoring.labels(version, arm)
 
     def model_loaded(self, version: str, previous: str | None, scoring_path: str) -> None:
         """Record that `version` replaced `previous` in this worker, scored by `scoring_path`."""
@@ -121,16 +139,21 @@ class Metrics:
         self.model_info.labels(version=version).set(1)
         self.model_reloads.inc()
 
+    def rows_decided(self, decisions: Sequence[str]) -> None:
+        """Count one request's scored rows, in all and per decision."""
+        for decision, count in Tally(decisions).items():  # one update per decision, not row
+            self._decision_series(decision).inc(count)
+        self.rows_scored.inc(len(decisions))
+
     def arm_scored(self, version: str, arm: str, seconds: float,
                    probabilities: Sequence[float]) -> None:
         """Count one request's rows scored by `version` on `arm`, its time and bands."""
-        self.arm_rows.labels(version=version, arm=arm).inc(len(probabilities))
-        self.arm_scoring.labels(version=version, arm=arm).observe(seconds)
-        bands = np.minimum((np.asarray(probabilities, dtype=float) * 10).astype(int), 9)
-        for band, count in enumerate(np.bincount(bands, minlength=10).tolist()):
-            if count:
-                self.arm_probabilities.labels(version=version, arm=arm,
-                                              band=PROBABILITY_BANDS[band]).inc(count)
+        rows, scoring = self._arm_series(version, arm)
+        rows.inc(len(probabilities))
+        scoring.observe(seconds)
+        # A Python loop: for one row, numpy's array set-up cost more than the counting.
+        for band, count in Tally(min(int(p * 10), 9) for p in probabilities).items():
+            self._band_series(version, arm, PROBABILITY_BANDS[band]).inc(count)
 
     def drift_computed(self, psi_by_feature: Mapping[str, float], rows: int) -> None:
         """Publish the PSI of every input, then the rows it was computed over."""
@@ -172,9 +195,9 @@ class Metrics:
         def _record(response: Response) -> Response:
             started = g.pop("metrics_started", None)
             rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-            labels = {"route": rule, "method": method_label(request.method),
-                      "status": str(response.status_code)}
-            self.requests.labels(**labels).inc()
+            requests, latency = self._request_series(rule, method_label(request.method),
+                                                     str(response.status_code))
+            requests.inc()
             if started is not None:
-                self.latency.labels(**labels).observe(time.perf_counter() - started)
+                latency.observe(time.perf_counter() - started)
             return response

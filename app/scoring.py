@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,9 +103,7 @@ def score_rows(rows: list[dict[str, Any]], prediction_id: str, batch: bool,
                         [round(p, 6) for p in answer.probabilities.tolist()], decisions, rows,
                         answer.arm)
     _log(state, answer, scored, _shadow_fields(canary, shadow, canary_error))
-    for decision, count in Counter(decisions).items():  # one update per decision, not per row
-        state.metrics.predictions.labels(decision=decision).inc(count)
-    state.metrics.rows_scored.inc(len(scored))
+    state.metrics.rows_decided(decisions)
     state.metrics.arm_scored(model.version, answer.arm, answer.seconds, scored.probabilities)
     if shadow is not None:
         state.metrics.arm_scored(shadow.model.version, SHADOW, shadow.seconds,

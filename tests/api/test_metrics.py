@@ -47,6 +47,36 @@ def test_metrics_count_predictions_by_decision_and_rows_scored(
     assert metric_value(client, "credit_rows_scored_total") == 3.0
 
 
+def test_rows_fall_in_tenth_wide_bands_per_version_and_arm_across_requests() -> None:
+    from app.metrics import Metrics
+    metrics = Metrics()
+    assert metrics.registry is not None  # tests run single-process: a registry of its own
+    metrics.arm_scored("v1", "production", 0.002, [0.0, 0.0999, 0.1, 0.55])
+    metrics.arm_scored("v1", "production", 0.003, [0.9, 1.0])
+    metrics.arm_scored("v2", "canary", 0.004, [0.1])
+
+    def value(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    rows = "credit_arm_probability_rows_total"
+    assert value(rows, version="v1", arm="production", band="0.0-0.1") == 2.0
+    assert value(rows, version="v1", arm="production", band="0.1-0.2") == 1.0
+    assert value(rows, version="v1", arm="production", band="0.5-0.6") == 1.0
+    assert value(rows, version="v1", arm="production", band="0.9-1.0") == 2.0  # 1.0 included
+    assert value(rows, version="v1", arm="production", band="0.2-0.3") is None
+    assert value(rows, version="v2", arm="canary", band="0.1-0.2") == 1.0
+    assert value("credit_arm_rows_total", version="v1", arm="production") == 6.0
+    assert value("credit_arm_scoring_seconds_count", version="v1", arm="production") == 2.0
+    assert value("credit_arm_scoring_seconds_sum", version="v1", arm="production") == \
+        pytest.approx(0.005)
+    assert value("credit_arm_rows_total", version="v2", arm="canary") == 1.0
+    metrics.rows_decided(["approve", "decline", "approve"])
+    metrics.rows_decided(["decline"])
+    assert value("credit_predictions_total", decision="approve") == 2.0
+    assert value("credit_predictions_total", decision="decline") == 2.0
+    assert value("credit_rows_scored_total") == 4.0
+
+
 def test_metrics_expose_the_serving_model_version(client: FlaskClient) -> None:
     version = client.get("/readyz").get_json()["model_version"]
     assert metric_value(client, f'credit_model_info{{version="{version}"}}') == 1.0
