@@ -5,10 +5,13 @@ runs the ColumnTransformer's and the estimators' input checks, a fixed cost of m
 whatever the number of rows. The scorer here reads the same fitted parameters once
 (scaler means and scales, one-hot categories, the logistic coefficients or the boosted
 trees' nodes), encodes validated applicant dicts straight into the encoded numpy matrix and
-applies the same arithmetic in numpy. It serves only after `derive_fast_scorer` has checked
-that it agrees with the Pipeline within PARITY_TOLERANCE on a fixed set of rows (the card's
-reference row, every category and bound of every input, seeded random applicants); any
-model it cannot read, or any disagreement, leaves the Pipeline serving, with the reason.
+applies the same arithmetic in numpy; a single applicant of a logistic regression is scored
+in plain Python (`LinearTerms`), where numpy's set-up per call would cost more than the
+arithmetic. It serves only after `derive_fast_scorer` has checked that it agrees with the
+Pipeline within PARITY_TOLERANCE on a fixed set of rows (the card's reference row, every
+category and bound of every input, seeded random applicants), scored as one batch and one
+row at a time; any model it cannot read, or any disagreement, leaves the Pipeline serving,
+with the reason.
 
 The boosted trees are read from `HistGradientBoostingClassifier._predictors`, a private
 attribute: its layout is checked field by field before use, and the parity check catches a
@@ -17,6 +20,7 @@ change of meaning, so a scikit-learn upgrade degrades to the Pipeline, never to 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -147,6 +151,47 @@ class TreeEnsembleHead:
         return self.baseline + np.take(self.value, node).sum(axis=1)
 
 
+def logistic(raw: float) -> float:
+    """expit of one Python float, without overflow at either end."""
+    if raw >= 0:
+        return 1.0 / (1.0 + math.exp(-raw))
+    odds = math.exp(raw)
+    return odds / (1.0 + odds)
+
+
+@dataclass(frozen=True)
+class LinearTerms:
+    """A logistic regression read per applicant field, to score ONE row in plain Python:
+    for a single applicant numpy's per-call set-up costs four times the arithmetic."""
+
+    intercept: float
+    numeric: tuple[tuple[str, float, float, float], ...]  # field, mean, scale, weight
+    one_hot: tuple[tuple[str, dict[str, float]], ...]  # field, category -> weight
+
+    @classmethod
+    def of(cls, encoder: RowEncoder, head: LinearHead) -> LinearTerms:
+        """The encoder's scaling and categories paired with the head's coefficients."""
+        weights = head.weights.tolist()
+        return cls(intercept=head.intercept,
+                   numeric=tuple(zip(encoder.numeric_names, encoder.mean.tolist(),
+                                     encoder.scale.tolist(),
+                                     (weights[column] for column in encoder.numeric_columns))),
+                   one_hot=tuple((name, {category: weights[column]
+                                         for category, column in lookup.items()})
+                                 for name, lookup in encoder.one_hot))
+
+    def probability(self, row: Row) -> float:
+        """expit of the log-odds of classes_[1] for one applicant dict."""
+        # The encoder's arithmetic per input (subtract the mean, divide by the scale), then
+        # the weighted sum: the same terms as the matrix product, summed in another order.
+        raw = 0.0
+        for name, mean, scale, weight in self.numeric:
+            raw += (row[name] - mean) / scale * weight
+        for name, weight_of in self.one_hot:
+            raw += weight_of[row[name]]
+        return logistic(raw + self.intercept)
+
+
 @dataclass(frozen=True)
 class FastScorer:
     """Encoder plus head: probability of the positive label for validated applicants."""
@@ -155,11 +200,21 @@ class FastScorer:
     encoder: RowEncoder
     head: Head
     positive_is_second: bool  # the positive label is classes_[1] (else classes_[0])
+    one_row: LinearTerms | None = field(init=False)  # plain-Python path for a single row
+
+    def __post_init__(self) -> None:
+        # Worked out from the head, so a scorer rebuilt with another head never keeps a
+        # stale one; trees keep numpy (walking them in Python costs more than it saves).
+        object.__setattr__(self, "one_row", LinearTerms.of(self.encoder, self.head)
+                           if isinstance(self.head, LinearHead) else None)
 
     def predict_proba_bad(self, rows: Sequence[Row],
                           columns: Columns | None = None) -> np.ndarray:
         """Probability of the positive label (bad risk) for each applicant dict (`columns`:
         the same rows field by field, when the caller has them)."""
+        if self.one_row is not None and len(rows) == 1:
+            one = self.one_row.probability(rows[0])
+            return np.array([one if self.positive_is_second else 1 - one])
         second = expit(self.head.raw(self.encoder.encode(rows, columns)))
         # scikit-learn's binary predict_proba: [1 - p, p] with p = expit(raw).
         return second if self.positive_is_second else 1 - second
@@ -315,11 +370,14 @@ def random_applicants(count: int, seed: int) -> list[dict[str, Any]]:
 
 def largest_difference(scorer: FastScorer, pipeline: Any, positive_label: str,
                        rows: Sequence[Row]) -> float:
-    """Largest absolute difference between the scorer's and the Pipeline's probabilities."""
+    """Largest absolute difference between the scorer's and the Pipeline's probabilities,
+    scoring the rows as one batch and one at a time (a single row may take another path)."""
     frame = pd.DataFrame(list(rows), columns=[column.name for column in FEATURES])
     classes = [str(label) for label in pipeline.classes_]
     truth = pipeline.predict_proba(frame)[:, classes.index(positive_label)]
-    return float(np.max(np.abs(scorer.predict_proba_bad(rows) - truth)))
+    one_by_one = np.concatenate([scorer.predict_proba_bad([row]) for row in rows])
+    return float(max(np.max(np.abs(scorer.predict_proba_bad(rows) - truth)),
+                     np.max(np.abs(one_by_one - truth))))
 
 
 def derive_fast_scorer(pipeline: Any, card: Mapping[str, Any]) -> FastScorer:

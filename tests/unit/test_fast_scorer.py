@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
@@ -19,7 +20,7 @@ from training.artifact import LoadedModel, load_artifact, with_fast_scorer
 from training.config import TrainingConfig
 from training.data import load_split
 from training.fast_scorer import (PARITY_TOLERANCE, FastScorerRefused, build_fast_scorer,
-                                  columns_of, parity_rows, random_applicants)
+                                  columns_of, logistic, parity_rows, random_applicants)
 from training.features import build_preprocessor
 from training.schema import FEATURES, TARGET, feature_names
 from training.train import build_model
@@ -96,6 +97,52 @@ def test_fast_scorer_scores_one_row_as_it_scores_it_in_a_batch(
     one_by_one = np.array([model.predict_proba_bad_rows([row])[0] for row in rows])
     np.testing.assert_allclose(one_by_one, pipeline_answer(model, rows), rtol=0,
                                atol=PARITY_TOLERANCE)
+
+
+def test_one_logistic_regression_row_is_scored_without_the_encoder_and_trees_with_it(
+        tiny_models: dict[str, tuple[LoadedModel, pd.DataFrame]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    linear = tiny_models["logistic_regression"][0].fast_scorer
+    trees = tiny_models["gradient_boosting"][0].fast_scorer
+    assert linear is not None and trees is not None
+    assert linear.one_row is not None and trees.one_row is None
+    rows = random_applicants(2, seed=13)
+    batch = linear.predict_proba_bad(rows)
+
+    def no_encoder(*args: Any) -> np.ndarray:
+        raise AssertionError("the encoder was used")
+
+    monkeypatch.setattr(fast_scorer.RowEncoder, "encode", no_encoder)
+    for row, expected in zip(rows, batch):
+        np.testing.assert_allclose(linear.predict_proba_bad([row]), [expected], rtol=0,
+                                   atol=1e-12)
+        # The other class's labelling answers the complement on this path too.
+        flipped = dataclasses.replace(linear, positive_is_second=not linear.positive_is_second)
+        np.testing.assert_allclose(flipped.predict_proba_bad([row]), [1 - expected], rtol=0,
+                                   atol=1e-12)
+    for scorer, scored in ((linear, rows), (trees, rows[:1])):
+        with pytest.raises(AssertionError, match="the encoder was used"):
+            scorer.predict_proba_bad(scored)
+
+
+def test_a_one_row_path_that_disagrees_is_refused_though_batches_agree(
+        tiny_models: dict[str, tuple[LoadedModel, pd.DataFrame]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    model, _ = tiny_models["logistic_regression"]
+    honest = fast_scorer.LinearTerms.probability
+    monkeypatch.setattr(fast_scorer.LinearTerms, "probability",
+                        lambda self, row: honest(self, row) + 1e-6)
+    served = with_fast_scorer(LoadedModel(model.pipeline, model.card))
+    assert served.scoring_path == "pipeline"
+    assert "differs from the Pipeline by 1e-06" in served.fast_scorer_refusal
+
+
+def test_the_logistic_of_one_float_is_scipys_expit_and_never_overflows() -> None:
+    raw = np.concatenate([np.linspace(-40, 40, 801), [-1000.0, -745.0, 745.0, 1000.0]])
+    np.testing.assert_allclose([logistic(value) for value in raw.tolist()], expit(raw),
+                               rtol=1e-14, atol=1e-300)  # exp(-745): a denormal or 0
+    assert logistic(0.0) == 0.5
+    assert logistic(1000.0) == 1.0 and logistic(-1000.0) == 0.0
 
 
 def test_the_columns_a_batch_was_validated_into_encode_to_the_same_bits(
