@@ -12,9 +12,10 @@ figure sees the same machine conditions:
   the batch's request id);
 - then, paced at half the one-row maximum throughput straight to Gunicorn, one-row predict
   and the no-op, both straight to Gunicorn, for their p99 at the same rate (wrk's `delay()`:
-  a closed loop with think time). Like for like: the no-op has no NGINX in front of it, so
-  the target compares the service with the framework, not with the proxy. The same rate
-  through NGINX is measured too, as information (the proxy's share of the tail).
+  a closed loop with random think times, exponentially distributed, so that arrivals are
+  independent). Like for like: the no-op has no NGINX in front of it, so the target
+  compares the service with the framework, not with the proxy. The same rate through NGINX
+  is measured too, as information (the proxy's share of the tail).
 
 wrk (C, one thread) is the load generator, so the client is not the bottleneck on a small
 machine; its CPU share is reported. It cannot choose its source address, so `make bench`
@@ -173,7 +174,12 @@ def wrk_script(endpoint: Endpoint, phase: str, directory: Path,
                   "wrk.body = body:read('*a')", "body:close()",
                   'wrk.headers["Content-Type"] = "application/json"']
     if interval_ms is not None:
-        lines += ["function delay()", f"  return {interval_ms:.3f}", "end"]
+        # Think times drawn from an exponential distribution of mean `interval_ms`: with a
+        # constant one, the connections that started together stay in step and collide on
+        # every request (or never), and a run's p99 measures its start instead of the
+        # server. wrk truncates the delay to whole milliseconds; +0.5 rounds it instead.
+        lines += ["function delay()",
+                  f"  return -math.log(1 - math.random()) * {interval_ms:.3f} + 0.5", "end"]
     lines += [
         "function done(summary, latency, requests)",
         "  local e = summary.errors",

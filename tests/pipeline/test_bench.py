@@ -88,7 +88,7 @@ def test_the_wrk_script_sends_the_body_and_paces_when_asked(tmp_path: Path) -> N
     assert f"io.open([[{tmp_path / 'one.json'}]]" in script
     assert (tmp_path / "one.json").read_bytes() == b'{"a": 1}'
     assert '"X-Request-ID"] = "bench-one-paced"' in script
-    assert "return 80.000" in script
+    assert "math.log(1 - math.random()) * 80.000 + 0.5" in script
     plain = bench.wrk_script(bench.Endpoint("get", "noop", "GET", "/healthz"), "measure",
                              tmp_path).read_text()
     assert "delay" not in plain and "wrk.body" not in plain
