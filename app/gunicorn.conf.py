@@ -102,13 +102,18 @@ def on_starting(server):  # noqa: ANN001 - Gunicorn's hook signature
 
 
 def post_worker_init(worker):  # noqa: ANN001 - Gunicorn's hook signature
-    """Start the model watcher in the new worker (threads do not survive a fork), then
-    take everything loaded so far out of the cyclic garbage collector's sight."""
+    """Start the model watcher in a new worker of the service (threads do not survive a
+    fork), then take everything loaded so far out of the cyclic garbage collector's sight."""
     import gc
+    import sys
 
     from app import start_watcher
-    from app.wsgi import app  # imported by this worker already: its own app
-    start_watcher(app)
+    # Gunicorn loaded the worker's app just before this hook. Another app under these
+    # settings (make bench's bare Flask floor) has no model to watch: importing app.wsgi
+    # there would build the whole service, its model and its watcher threads, in the floor.
+    service = sys.modules.get("app.wsgi")
+    if service is not None:
+        start_watcher(service.app)
     # The imported libraries and the model are ~150,000 objects that live as long as the
     # worker. A full collection walks them all: ~70 ms with the GIL held, a pause every
     # request in flight waits out (the p99 of the benchmark). Frozen, they are never

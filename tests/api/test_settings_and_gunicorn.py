@@ -106,6 +106,20 @@ def test_a_new_worker_starts_its_watcher_and_freezes_its_heap(
     assert watched == [worker_app] and frozen == [True]
 
 
+def test_a_worker_of_another_app_builds_no_service_and_still_freezes_its_heap(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import app as app_package
+    conf = load_gunicorn_conf(monkeypatch, tmp_path)
+    watched: list[object] = []
+    frozen: list[bool] = []
+    monkeypatch.delitem(sys.modules, "app.wsgi", raising=False)
+    monkeypatch.setattr(app_package, "start_watcher", watched.append)
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    conf["post_worker_init"](None)
+    assert watched == [] and frozen == [True]
+    assert "app.wsgi" not in sys.modules  # the service was not imported, so not built
+
+
 class _Server:
     """The part of Gunicorn's arbiter that the hooks use."""
 
