@@ -242,10 +242,9 @@ def benchmark(settings: Settings, directory: Path) -> dict[str, Any]:
                 interval_ms: float | None = None) -> WrkRun:
         nonlocal cpu, wall
         script = wrk_script(endpoint, phase, directory, interval_ms)
-        # A run of 1,000-row batches appends hundreds of MB to the prediction log; the kernel
-        # writes them back during the next runs and throttles whoever writes then (one-row
-        # predict, not the no-op): one round in three measured half the throughput. Each run
-        # starts with nothing left to write back.
+        # A run of 1,000-row batches appends hundreds of MB to the prediction log, which the
+        # kernel would write back during the next runs (and throttle whoever writes then:
+        # one-row predict, never the no-op). Each run starts with nothing left to write back.
         os.sync()
         run = run_wrk(settings.urls[endpoint.server] + endpoint.path, script,
                       endpoint.connections or settings.connections, seconds)
