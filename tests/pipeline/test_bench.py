@@ -73,6 +73,14 @@ def test_samples_summary_adds_requests_over_rounds() -> None:
     assert summary["errors"] == 1
 
 
+def test_the_paced_rate_is_half_the_median_round_so_one_slow_round_does_not_lower_it(
+        ) -> None:
+    assert bench.paced_rate({"requests_per_second_per_round": [2966.0, 2867.0, 1222.0]}) \
+        == 1433.5
+    assert bench.paced_rate({"requests_per_second_per_round": [2000.0, 3000.0]}) == 1250.0
+    assert bench.paced_rate({"requests_per_second_per_round": []}) == 0.0
+
+
 def test_a_run_without_answers_does_not_count_as_zero_latency() -> None:
     samples = bench.Samples([bench.WrkRun(0, 0, 5.0, 0.0, 0.0, 0.1),
                              bench.WrkRun(100, 0, 5.0, 4.0, 9.0, 0.1)])
