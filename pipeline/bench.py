@@ -13,10 +13,11 @@ figure sees the same machine conditions:
 - then, paced at half the one-row maximum throughput straight to Gunicorn (its median
   round), one-row predict and the no-op, both straight to Gunicorn, for their p99 at the
   same rate (wrk's `delay()`: a closed loop with random think times, exponentially
-  distributed, so that arrivals are independent). Like for like: the no-op has no NGINX in
-  front of it, so the target compares the service with the framework, not with the proxy.
-  The same rate through NGINX is measured too, as information (the proxy's share of the
-  tail).
+  distributed, so that arrivals are independent; the no-op's mean think time is longer,
+  matched after a short calibration run of each so that both run at predict's rate). Like
+  for like: the no-op has no NGINX in front of it, so the target compares the service with
+  the framework, not with the proxy. The same rate through NGINX is measured too, as
+  information (the proxy's share of the tail).
 
 wrk (C, one thread) is the load generator, so the client is not the bottleneck on a small
 machine; its CPU share is reported. It cannot choose its source address, so `make bench`
@@ -269,15 +270,26 @@ def benchmark(settings: Settings, directory: Path) -> dict[str, Any]:
                   Endpoint(PACED_PREDICT_NGINX, *_fields(targets, SINGLE_NGINX))]
     paced = {endpoint.name: Samples() for endpoint in paced_pair}
     interval_ms = settings.connections * 1000 / rate if rate else None  # per connection
+    intervals: dict[str, float] = {}
     if interval_ms is not None:
+        # A closed loop: with the same think time the faster server also runs at a higher
+        # rate. A short run of each finds the no-op's think time that matches predict's rate.
+        calibration = {endpoint.name: measure(endpoint, "calibrate", settings.seconds / 2,
+                                              interval_ms) for endpoint in paced_pair[:2]}
+        intervals = {endpoint.name: interval_ms for endpoint in paced_pair}
+        intervals[PACED_NOOP] = matched_interval_ms(
+            interval_ms, settings.connections,
+            calibration[PACED_PREDICT].requests / calibration[PACED_PREDICT].seconds,
+            calibration[PACED_NOOP].requests / calibration[PACED_NOOP].seconds)
         for number in range(settings.rounds):
             shift = number % len(paced_pair)
             for endpoint in paced_pair[shift:] + paced_pair[:shift]:
                 paced[endpoint.name].runs.append(
-                    measure(endpoint, "paced", settings.seconds, interval_ms))
+                    measure(endpoint, "paced", settings.seconds, intervals[endpoint.name]))
     return {"endpoints": results, "rss_after_warmup_mb": rss_after_warmup,
             "paced": {"target_requests_per_second": round(rate, 1),
-                      **{endpoint.name: paced[endpoint.name].summary(endpoint)
+                      **{endpoint.name: {**paced[endpoint.name].summary(endpoint),
+                                         "think_time_ms": _rounded(intervals.get(endpoint.name))}
                          for endpoint in paced_pair}},
             "load_generator": {"cpu_seconds": round(cpu, 2), "wall_seconds": round(wall, 2),
                                "cores_used": round(cpu / wall, 3) if wall else None,
@@ -291,6 +303,21 @@ def paced_rate(summary: dict[str, Any]) -> float:
     rate, cause unknown) neither lowers the rate of the tail runs nor eases their target."""
     rounds = summary["requests_per_second_per_round"]
     return statistics.median(rounds) / 2 if rounds else 0.0
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def matched_interval_ms(interval_ms: float, connections: int, wanted_rps: float,
+                        measured_rps: float) -> float:
+    """The mean think time that brings a closed loop measured at `measured_rps` with
+    `interval_ms` to `wanted_rps`: the time a request takes (connections / rate) changes by
+    the difference of the two rates' cycle times, and the think time absorbs it."""
+    if wanted_rps <= 0 or measured_rps <= 0:
+        return interval_ms
+    return max(0.0, interval_ms + connections * 1000 / wanted_rps
+               - connections * 1000 / measured_rps)
 
 
 def _fields(targets: list[Endpoint], name: str) -> tuple[Any, ...]:
@@ -433,8 +460,12 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"{name:<34} {result['requests_per_second']:>8.1f} {rounds:>15} "
                      f"{result['rows_per_second']:>9.1f} {_number(latency['p50']):>7} "
                      f"{_number(latency['p99']):>7}")
-    lines.append(f"paced runs at {report['paced']['target_requests_per_second']} req/s "
-                 "(half the median round of one-row predict straight to Gunicorn)")
+    paced = report["paced"]
+    lines.append(f"paced runs at {paced['target_requests_per_second']} req/s "
+                 "(half the median round of one-row predict straight to Gunicorn); mean think "
+                 f"time {_number(paced.get(PACED_PREDICT, {}).get('think_time_ms'))} ms, the "
+                 f"no-op's {_number(paced.get(PACED_NOOP, {}).get('think_time_ms'))} ms "
+                 "(matched to predict's rate)")
     lines += ["", f"{'target':<54} {'value':>8} {'goal':>8} {'met':>4}"]
     for item in report["targets"]:
         met = "-" if item["met"] is None else ("yes" if item["met"] else "no")

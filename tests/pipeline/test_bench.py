@@ -81,6 +81,17 @@ def test_the_paced_rate_is_half_the_median_round_so_one_slow_round_does_not_lowe
     assert bench.paced_rate({"requests_per_second_per_round": []}) == 0.0
 
 
+def test_the_no_op_thinks_longer_by_the_difference_of_the_two_cycle_times() -> None:
+    # 8 connections at 1,283 req/s cycle every 6.235 ms, at 1,154 req/s every 6.932 ms: the
+    # no-op answered 0.697 ms faster, so it waits that much longer to match the rate.
+    assert bench.matched_interval_ms(5.5, 8, 1154.0, 1283.0) == pytest.approx(6.197, abs=1e-3)
+    assert bench.matched_interval_ms(5.5, 8, 1000.0, 1000.0) == 5.5
+    assert bench.matched_interval_ms(5.5, 8, 1283.0, 1154.0) == pytest.approx(4.803, abs=1e-3)
+    assert bench.matched_interval_ms(0.2, 8, 1000.0, 500.0) == 0.0  # never negative
+    assert bench.matched_interval_ms(5.5, 8, 0.0, 1000.0) == 5.5  # nothing measured: as is
+    assert bench.matched_interval_ms(5.5, 8, 1000.0, 0.0) == 5.5
+
+
 def test_a_run_without_answers_does_not_count_as_zero_latency() -> None:
     samples = bench.Samples([bench.WrkRun(0, 0, 5.0, 0.0, 0.0, 0.1),
                              bench.WrkRun(100, 0, 5.0, 4.0, 9.0, 0.1)])
@@ -130,11 +141,14 @@ def test_the_table_shows_endpoints_targets_cpu_and_memory() -> None:
                   rss_mb={"service": [101.5, 102.0], "noop": [40.1]}, image={},
                   rss_after_warmup_mb={"service": [99.0, 98.5], "noop": [40.0]})
     full["paced"]["target_requests_per_second"] = 100.0
+    full["paced"][bench.PACED_PREDICT]["think_time_ms"] = 80.0
+    full["paced"][bench.PACED_NOOP]["think_time_ms"] = 81.25
     full["targets"] = bench.judge(full)
     text = bench.table(full)
     assert "predict_single_nginx" in text and "paced_noop" in text
     assert "1  one-row predict / /healthz, through NGINX (req/s)" in text
     assert "21% of the machine" in text
+    assert "mean think time 80.00 ms, the no-op's 81.25 ms (matched to predict's rate)" in text
     assert "after warm-up: service 99.0, 98.5 MB; bare Flask 40.0 MB" in text
     assert "after the runs: service 101.5, 102.0 MB; bare Flask 40.1 MB" in text
 
