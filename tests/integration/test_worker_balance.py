@@ -20,27 +20,31 @@ pytestmark = pytest.mark.slow
 
 WORKERS = 2
 THREADS = 2
-ESTABLISHED = "01"  # the TCP state's code in /proc/net/tcp
+# TCP states' codes in /proc/net/tcp
+ESTABLISHED = "01"
+LISTENING = "0A"
 # A full worker pauses long enough that a sibling woken on a busy machine (the suite runs
 # beside others) takes the burst's next connection: the 20 ms default assumes a scheduler
 # that runs a woken process within 20 ms, which a loaded test host does not promise.
 PATIENT_PAUSE = {PAUSE_VARIABLE: "500"}
 
 
-def established_inodes(port: int) -> set[str]:
-    """Socket inodes of the established TCP connections whose local port is `port`."""
+def connection_inodes(port: int, established_only: bool) -> set[str]:
+    """Socket inodes of the TCP connections whose local port is `port`: the established
+    ones, or every one not yet closed by the server (any state but listening)."""
     inodes = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
-        if local_port == port and state == ESTABLISHED:
+        counted = state == ESTABLISHED if established_only else state != LISTENING
+        if local_port == port and counted:
             inodes.add(inode)
     return inodes
 
 
-def connections_per_worker(pids: list[int], port: int) -> list[int]:
-    """How many established connections to `port` each worker process holds."""
-    inodes = established_inodes(port)
+def connections_per_worker(pids: list[int], port: int, established_only: bool = True) -> list[int]:
+    """How many connections to `port` each worker process holds (see connection_inodes)."""
+    inodes = connection_inodes(port, established_only)
     counts = []
     for pid in pids:
         sockets = set()
@@ -72,11 +76,18 @@ def test_connections_opened_at_once_are_spread_over_the_workers(
         # Three bursts, each of one connection per thread of every worker: a worker that
         # wins the race keeps at most one per thread, so each burst ends evenly.
         for burst in range(3):
+            # A burst starts once the workers have closed every earlier connection (the
+            # readiness probe's, the last burst's): until then a worker still counts one as
+            # held, a thread of it finishing it, and rightly looks full to the burst. The
+            # client's close turns the server's side from established to CLOSE_WAIT at
+            # once, so "none established" is too early: that failed CI with [3, 1] on a
+            # loaded machine, and with a worker made 200 ms slow to close, 13 of 20 bursts.
+            wait_for_counts(pids, port, [0] * WORKERS, f"before burst {burst}",
+                            established_only=False)
             with ExitStack() as connections:
                 for _ in range(WORKERS * THREADS):
                     connections.enter_context(socket.create_connection(("127.0.0.1", port)))
                 wait_for_counts(pids, port, [THREADS] * WORKERS, f"burst {burst}")
-            wait_for_counts(pids, port, [0] * WORKERS, f"after burst {burst}")
 
 
 def test_a_full_worker_without_siblings_still_accepts_after_its_pause(
@@ -108,13 +119,14 @@ def test_gunicorn_does_not_start_with_a_bad_pause(tmp_path: Path) -> None:
     assert f"{PAUSE_VARIABLE} must be a whole number of milliseconds" in started.stderr
 
 
-def wait_for_counts(pids: list[int], port: int, wanted: list[int], when: str) -> None:
-    """Wait until the workers hold `wanted` connections each; fail naming `when` and the
-    last counts seen."""
+def wait_for_counts(pids: list[int], port: int, wanted: list[int], when: str,
+                    established_only: bool = True) -> None:
+    """Wait until the workers hold `wanted` connections each (see connection_inodes); fail
+    naming `when` and the last counts seen."""
     seen: list[list[int]] = []
 
     def reached() -> bool:
-        seen.append(connections_per_worker(pids, port))
+        seen.append(connections_per_worker(pids, port, established_only))
         return seen[-1] == wanted
 
     wait_until(reached, timeout=10, interval=0.05,
