@@ -36,6 +36,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import os
 import platform
 import resource
@@ -45,6 +46,8 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -91,8 +94,8 @@ class WrkRun:
     requests: int
     errors: int
     seconds: float
-    p50_ms: float
-    p99_ms: float
+    # Every answer's latency: microseconds -> how many answers took exactly that long.
+    latency_us: Mapping[int, int]
     cpu_seconds: float  # wrk's own user + system time
 
 
@@ -103,11 +106,16 @@ class Samples:
     runs: list[WrkRun] = field(default_factory=list)
 
     def summary(self, endpoint: Endpoint) -> dict[str, Any]:
-        """Requests/s and rows/s over all rounds, per-round req/s, median p50 and p99 (ms)."""
+        """Requests/s and rows/s over all rounds, per-round req/s; p50 and p99 (ms) of all
+        the rounds' answers together, and each round's p99."""
         requests = sum(run.requests for run in self.runs)
         seconds = sum(run.seconds for run in self.runs)
         rps = requests / seconds if seconds else 0.0
-        answered = [run for run in self.runs if run.requests]  # wrk reports 0 ms for none
+        # Pooled, not a median of the rounds' percentiles: a 5 s round's p99 rests on its
+        # slowest ~50 answers, and one round more or less moved it by a factor of two.
+        pooled: Counter[int] = Counter()
+        for run in self.runs:
+            pooled.update(run.latency_us)
         return {"server": endpoint.server, "method": endpoint.method, "path": endpoint.path,
                 "connections": endpoint.connections,
                 "rows_per_request": endpoint.rows, "requests": requests,
@@ -117,9 +125,24 @@ class Samples:
                     round(run.requests / run.seconds, 1) if run.seconds else 0.0
                     for run in self.runs],
                 "rows_per_second": round(rps * endpoint.rows, 1),
-                "latency_ms": {"p50": _median([run.p50_ms for run in answered]),
-                               "p99": _median([run.p99_ms for run in answered]),
-                               "p99_max": max((run.p99_ms for run in answered), default=None)}}
+                "latency_ms": {"p50": percentile_ms(pooled, 50), "p99": percentile_ms(pooled, 99),
+                               "p99_per_round": [percentile_ms(run.latency_us, 99)
+                                                 for run in self.runs]}}
+
+
+def percentile_ms(latency_us: Mapping[int, int], percent: float) -> float | None:
+    """The `percent` percentile (ms) of a latency histogram (microseconds -> answers), by
+    nearest rank as wrk computes it; None when nothing was answered."""
+    total = sum(latency_us.values())
+    if not total:
+        return None
+    rank = max(1, math.ceil(percent / 100 * total))
+    seen = 0
+    for value in sorted(latency_us):
+        seen += latency_us[value]
+        if seen >= rank:
+            break
+    return round(value / 1000, 2)
 
 
 def _median(values: list[float]) -> float | None:
@@ -182,13 +205,21 @@ def wrk_script(endpoint: Endpoint, phase: str, directory: Path,
         # server. wrk truncates the delay to whole milliseconds; +0.5 rounds it instead.
         lines += ["function delay()",
                   f"  return -math.log(1 - math.random()) * {interval_ms:.3f} + 0.5", "end"]
+    # done() prints the whole latency histogram: wrk's stats object yields its distinct
+    # values in order with their counts (latency(i), i up to #latency), so the rounds can be
+    # pooled; its percentile() would only describe one run.
     lines += [
         "function done(summary, latency, requests)",
         "  local e = summary.errors",
+        "  local histogram = {}",
+        "  for i = 1, #latency do",
+        "    local value, count = latency(i)",
+        '    histogram[i] = string.format("[%d,%d]", value, count)',
+        "  end",
         f'  io.write(string.format("{RESULT_MARK}{{\\"requests\\":%d,\\"duration_us\\":%d,'
-        '\\"errors\\":%d,\\"p50_us\\":%d,\\"p99_us\\":%d}\\n", summary.requests, '
+        '\\"errors\\":%d,\\"latency_us\\":[%s]}\\n", summary.requests, '
         "summary.duration, e.connect + e.read + e.write + e.status + e.timeout, "
-        "latency:percentile(50), latency:percentile(99)))",
+        'table.concat(histogram, ",")))',
         "end"]
     script = directory / f"{endpoint.name}-{phase}.lua"
     script.write_text("\n".join(lines) + "\n")
@@ -214,8 +245,8 @@ def run_wrk(url: str, script: Path, connections: int, seconds: float) -> WrkRun:
         raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip()}")
     result = parse_result(completed.stdout)
     return WrkRun(requests=result["requests"], errors=result["errors"],
-                  seconds=result["duration_us"] / 1e6, p50_ms=result["p50_us"] / 1000,
-                  p99_ms=result["p99_us"] / 1000,
+                  seconds=result["duration_us"] / 1e6,
+                  latency_us={value: count for value, count in result["latency_us"]},
                   cpu_seconds=(after.ru_utime - before.ru_utime)
                   + (after.ru_stime - before.ru_stime))
 
@@ -228,6 +259,8 @@ class Settings:
     connections: int = 8
     seconds: float = 5.0
     rounds: int = 3
+    # The paced pair's p99s are the target 4 figures: more rounds, pooled (Samples.summary).
+    paced_rounds: int = 6
     batch_size: int = 1000
     warmup_seconds: float = 1.0
     # Gunicorn pid files whose workers' memory is read: "service" and "noop".
@@ -251,8 +284,9 @@ def benchmark(settings: Settings, directory: Path) -> dict[str, Any]:
         run = run_wrk(settings.urls[endpoint.server] + endpoint.path, script,
                       endpoint.connections or settings.connections, seconds)
         cpu, wall = cpu + run.cpu_seconds, wall + run.seconds
-        logger.info("%s %s: %d requests in %.1f s, p50 %.2f ms", phase, endpoint.name,
-                    run.requests, run.seconds, run.p50_ms)
+        logger.info("%s %s: %d requests in %.1f s, p50 %s ms, p99 %s ms", phase,
+                    endpoint.name, run.requests, run.seconds,
+                    percentile_ms(run.latency_us, 50), percentile_ms(run.latency_us, 99))
         return run
 
     for endpoint in targets:
@@ -281,7 +315,7 @@ def benchmark(settings: Settings, directory: Path) -> dict[str, Any]:
             interval_ms, settings.connections,
             calibration[PACED_PREDICT].requests / calibration[PACED_PREDICT].seconds,
             calibration[PACED_NOOP].requests / calibration[PACED_NOOP].seconds)
-        for number in range(settings.rounds):
+        for number in range(settings.paced_rounds):
             shift = number % len(paced_pair)
             for endpoint in paced_pair[shift:] + paced_pair[:shift]:
                 paced[endpoint.name].runs.append(
@@ -461,8 +495,10 @@ def table(report: dict[str, Any]) -> str:
                      f"{result['rows_per_second']:>9.1f} {_number(latency['p50']):>7} "
                      f"{_number(latency['p99']):>7}")
     paced = report["paced"]
-    lines.append(f"paced runs at {paced['target_requests_per_second']} req/s "
-                 "(half the median round of one-row predict straight to Gunicorn); mean think "
+    lines.append(f"paced runs: {report['paced_rounds']} rounds at "
+                 f"{paced['target_requests_per_second']} req/s (half the median round of "
+                 "one-row predict straight to Gunicorn), p50 and p99 of all rounds' answers "
+                 "together; mean think "
                  f"time {_number(paced.get(PACED_PREDICT, {}).get('think_time_ms'))} ms, the "
                  f"no-op's {_number(paced.get(PACED_NOOP, {}).get('think_time_ms'))} ms "
                  "(matched to predict's rate)")
@@ -504,10 +540,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noop-url", default="http://127.0.0.1:8011",
                         help="the bare Flask app's Gunicorn")
     parser.add_argument("--output", type=Path, default=Path("reports/bench.json"))
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=5.0, help="per run")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=Settings.connections)
+    parser.add_argument("--seconds", type=float, default=Settings.seconds, help="per run")
+    parser.add_argument("--rounds", type=int, default=Settings.rounds)
+    parser.add_argument("--paced-rounds", type=int, default=Settings.paced_rounds,
+                        help="rounds of the paced runs (target 4)")
+    parser.add_argument("--batch-size", type=int, default=Settings.batch_size)
     parser.add_argument("--nginx-log", type=Path, help="NGINX's JSON access log (server time)")
     parser.add_argument("--pid-file", type=Path, help="the service's Gunicorn pid file")
     parser.add_argument("--noop-pid-file", type=Path, help="the bare app's Gunicorn pid file")
@@ -523,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
                               "gunicorn": args.gunicorn_url.rstrip("/"),
                               "noop": args.noop_url.rstrip("/")},
                         connections=args.connections, seconds=args.seconds,
-                        rounds=args.rounds, batch_size=args.batch_size,
+                        rounds=args.rounds, paced_rounds=args.paced_rounds,
+                        batch_size=args.batch_size,
                         pid_files={"service": args.pid_file, "noop": args.noop_pid_file})
     log_offset = args.nginx_log.stat().st_size if args.nginx_log and \
         args.nginx_log.is_file() else 0
@@ -535,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "tool": wrk_version(), "urls": settings.urls, "connections": settings.connections,
         "seconds": settings.seconds, "rounds": settings.rounds,
+        "paced_rounds": settings.paced_rounds,
         "batch_size": settings.batch_size,
         "model_version": model_version(settings.urls["gunicorn"], single.body or b"{}"),
         "host": {"cpus": _cpus(), "python": platform.python_version()},

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline import bench
+from tests.helpers import require_executable
 
 
 def result(rps: float, rows: int = 0, p50: float = 1.0, p99: float = 2.0) -> dict[str, Any]:
@@ -60,17 +65,34 @@ def test_targets_read_from_failed_requests_are_not_measured() -> None:
     assert values["predict_vs_healthz_nginx"] == 0.5
 
 
-def test_samples_summary_adds_requests_over_rounds() -> None:
-    samples = bench.Samples([bench.WrkRun(100, 0, 2.0, 1.0, 5.0, 0.1),
-                             bench.WrkRun(300, 1, 2.0, 3.0, 9.0, 0.1),
-                             bench.WrkRun(200, 0, 2.0, 2.0, 7.0, 0.1)])
+def run(requests: int, latency_us: dict[int, int], errors: int = 0) -> bench.WrkRun:
+    """A 2-second wrk run with these answers' latencies."""
+    return bench.WrkRun(requests, errors, 2.0, latency_us, 0.1)
+
+
+def test_samples_summary_adds_requests_over_rounds_and_pools_their_latencies() -> None:
+    samples = bench.Samples([run(100, {1000: 99, 5000: 1}),
+                             run(300, {3000: 297, 9000: 3}, errors=1),
+                             run(200, {2000: 198, 7000: 2})])
     endpoint = bench.Endpoint("batch", "nginx", "POST", "/api/v1/predict", b"{}", rows=10)
     summary = samples.summary(endpoint)
     assert summary["requests_per_second"] == 100.0
     assert summary["rows_per_second"] == 1000.0
     assert summary["requests_per_second_per_round"] == [50.0, 150.0, 100.0]
-    assert summary["latency_ms"] == {"p50": 2.0, "p99": 7.0, "p99_max": 9.0}
+    # 600 answers: the 300th and the 594th are both among the 3 ms ones (the 594th the
+    # last of them); a median of the rounds' own p99s would have said 2 ms.
+    assert summary["latency_ms"] == {"p50": 3.0, "p99": 3.0,
+                                     "p99_per_round": [1.0, 3.0, 2.0]}
     assert summary["errors"] == 1
+
+
+def test_the_pooled_p99_is_the_nearest_rank_as_wrk_reads_it() -> None:
+    assert bench.percentile_ms({1500: 98, 4000: 1, 9000: 1}, 99) == 4.0
+    assert bench.percentile_ms({1500: 99, 4000: 1}, 99) == 1.5
+    assert bench.percentile_ms({1500: 97, 4000: 2, 9000: 1}, 99) == 4.0
+    assert bench.percentile_ms({250: 1}, 99) == 0.25
+    assert bench.percentile_ms({7000: 1, 3000: 1}, 50) == 3.0  # by value, not by arrival
+    assert bench.percentile_ms({}, 99) is None
 
 
 def test_the_paced_rate_is_half_the_median_round_so_one_slow_round_does_not_lower_it(
@@ -93,11 +115,10 @@ def test_the_no_op_thinks_longer_by_the_difference_of_the_two_cycle_times() -> N
 
 
 def test_a_run_without_answers_does_not_count_as_zero_latency() -> None:
-    samples = bench.Samples([bench.WrkRun(0, 0, 5.0, 0.0, 0.0, 0.1),
-                             bench.WrkRun(100, 0, 5.0, 4.0, 9.0, 0.1)])
+    samples = bench.Samples([run(0, {}), run(100, {4000: 50, 9000: 50})])
     summary = samples.summary(bench.Endpoint("x", "nginx", "GET", "/healthz"))
-    assert summary["latency_ms"] == {"p50": 4.0, "p99": 9.0, "p99_max": 9.0}
-    assert summary["requests_per_second"] == 10.0
+    assert summary["latency_ms"] == {"p50": 4.0, "p99": 9.0, "p99_per_round": [None, 9.0]}
+    assert summary["requests_per_second"] == 25.0
 
 
 def test_the_wrk_script_sends_the_body_and_paces_when_asked(tmp_path: Path) -> None:
@@ -115,10 +136,53 @@ def test_the_wrk_script_sends_the_body_and_paces_when_asked(tmp_path: Path) -> N
 
 def test_the_result_line_is_found_among_wrk_output() -> None:
     output = ("Running 5s test @ http://x\n" + bench.RESULT_MARK
-              + '{"requests":10,"duration_us":5000000,"errors":0,"p50_us":900,"p99_us":2000}\n')
-    assert bench.parse_result(output)["requests"] == 10
+              + '{"requests":10,"duration_us":5000000,"errors":0,"latency_us":[[900,10]]}\n')
+    assert bench.parse_result(output)["latency_us"] == [[900, 10]]
     with pytest.raises(RuntimeError, match="no result line"):
         bench.parse_result("Running 5s test\n")
+
+
+class Answer(BaseHTTPRequestHandler):
+    """200 with a short body to every POST; keeps the connection open (HTTP/1.1)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 (the name http.server calls)
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (its signature)
+        pass
+
+
+@contextmanager
+def answering_server() -> Iterator[str]:
+    """A local HTTP server answering every POST, in a thread; yields its URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_real_wrk_reports_every_answer_in_the_latency_histogram(tmp_path: Path) -> None:
+    require_executable("wrk")
+    endpoint = bench.Endpoint("one", "gunicorn", "POST", "/api/v1/predict", b'{"a": 1}', 1)
+    script = bench.wrk_script(endpoint, "paced", tmp_path, interval_ms=2.0)
+    with answering_server() as url:
+        run = bench.run_wrk(url + endpoint.path, script, connections=2, seconds=1)
+    assert run.errors == 0 and run.requests > 0
+    # wrk counts a request when its answer is complete and records its latency then, so
+    # the two agree but for answers still in flight when wrk stopped (one per connection).
+    assert run.requests <= sum(run.latency_us.values()) <= run.requests + 2
+    assert all(latency > 0 and count > 0 for latency, count in run.latency_us.items())
+    assert bench.percentile_ms(run.latency_us, 50) <= bench.percentile_ms(run.latency_us, 99)
 
 
 def test_server_times_come_from_the_batch_requests_after_the_offset(tmp_path: Path) -> None:
@@ -136,8 +200,9 @@ def test_server_times_come_from_the_batch_requests_after_the_offset(tmp_path: Pa
 
 
 def test_the_table_shows_endpoints_targets_cpu_and_memory() -> None:
-    full = report(tool="wrk 4.1.0", connections=8, rounds=3, seconds=5.0, model_version="v1",
-                  host={"cpus": 2}, load_generator={"machine_share": 0.21, "cores_used": 0.42},
+    full = report(tool="wrk 4.1.0", connections=8, rounds=3, paced_rounds=6, seconds=5.0,
+                  model_version="v1", host={"cpus": 2},
+                  load_generator={"machine_share": 0.21, "cores_used": 0.42},
                   rss_mb={"service": [101.5, 102.0], "noop": [40.1]}, image={},
                   rss_after_warmup_mb={"service": [99.0, 98.5], "noop": [40.0]})
     full["paced"]["target_requests_per_second"] = 100.0
@@ -148,6 +213,7 @@ def test_the_table_shows_endpoints_targets_cpu_and_memory() -> None:
     assert "predict_single_nginx" in text and "paced_noop" in text
     assert "1  one-row predict / /healthz, through NGINX (req/s)" in text
     assert "21% of the machine" in text
+    assert "paced runs: 6 rounds at 100.0 req/s" in text
     assert "mean think time 80.00 ms, the no-op's 81.25 ms (matched to predict's rate)" in text
     assert "after warm-up: service 99.0, 98.5 MB; bare Flask 40.0 MB" in text
     assert "after the runs: service 101.5, 102.0 MB; bare Flask 40.1 MB" in text
