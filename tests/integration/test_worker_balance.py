@@ -1,10 +1,12 @@
 """Real Gunicorn: connections opened at once are spread over the workers
-(app/balanced_worker.py), not all kept by the worker that woke first."""
+(app/balanced_worker.py), not all kept by the worker that woke first, also beside
+connections idle in keep-alive (NGINX's pool)."""
 
 from __future__ import annotations
 
 import http.client
 import os
+import re
 import socket
 import subprocess
 from contextlib import ExitStack
@@ -29,21 +31,42 @@ LISTENING = "0A"
 PATIENT_PAUSE = {PAUSE_VARIABLE: "500"}
 
 
-def connection_inodes(port: int, established_only: bool) -> set[str]:
-    """Socket inodes of the TCP connections whose local port is `port`: the established
-    ones, or every one not yet closed by the server (any state but listening)."""
-    inodes = set()
+def connection_inodes(port: int, established_only: bool) -> dict[str, int]:
+    """Socket inode -> client port of the TCP connections whose local port is `port`: the
+    established ones, or every one not yet closed by the server (any state but listening)."""
+    inodes = {}
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
         counted = state == ESTABLISHED if established_only else state != LISTENING
         if local_port == port and counted:
-            inodes.add(inode)
+            inodes[inode] = int(fields[2].rsplit(":", 1)[1], 16)
     return inodes
 
 
-def connections_per_worker(pids: list[int], port: int, established_only: bool = True) -> list[int]:
-    """How many connections to `port` each worker process holds (see connection_inodes)."""
+def polled_inodes(pid: int) -> set[str]:
+    """Inodes of the files the process's epoll instances watch: a Gunicorn worker's event
+    loop watches a connection idle in keep-alive (for its next request), not one a thread
+    is handling."""
+    inodes = set()
+    for descriptor in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if str(descriptor.readlink()) != "anon_inode:[eventpoll]":
+                continue
+            info = Path(f"/proc/{pid}/fdinfo/{descriptor.name}").read_text()
+        except OSError:  # closed meanwhile (a thread's own selector)
+            continue
+        inodes |= {str(int(inode, 16)) for inode in re.findall(r"^tfd:.* ino:([0-9a-f]+)",
+                                                               info, re.MULTILINE)}
+    return inodes
+
+
+def connections_per_worker(pids: list[int], port: int, established_only: bool = True,
+                           clients: set[int] | None = None,
+                           polled_only: bool = False) -> list[int]:
+    """How many connections to `port` each worker process holds (see connection_inodes);
+    with `clients`, only those from these client ports; with `polled_only`, only those its
+    event loop watches (see polled_inodes)."""
     inodes = connection_inodes(port, established_only)
     counts = []
     for pid in pids:
@@ -52,7 +75,10 @@ def connections_per_worker(pids: list[int], port: int, established_only: bool = 
             target = str(descriptor.readlink()) if descriptor.is_symlink() else ""
             if target.startswith("socket:["):
                 sockets.add(target[len("socket:["):-1])
-        counts.append(len(sockets & inodes))
+        if polled_only:
+            sockets &= polled_inodes(pid)
+        counts.append(sum(1 for inode in sockets & inodes.keys()
+                          if clients is None or inodes[inode] in clients))
     return counts
 
 
@@ -90,24 +116,66 @@ def test_connections_opened_at_once_are_spread_over_the_workers(
                 wait_for_counts(pids, port, [THREADS] * WORKERS, f"burst {burst}")
 
 
+def test_connections_idle_in_keep_alive_do_not_make_a_worker_look_full(
+        tmp_path: Path, promoted_registry: Path) -> None:
+    # NGINX's pool beside a client's burst (make bench: wrk straight to Gunicorn): each
+    # worker already holds a connection per thread, all idle between requests. They hold
+    # no thread, so the burst must still be spread, not handed to whichever worker's pause
+    # ends first.
+    with running_gunicorn(promoted_registry, tmp_path / "app", workers=WORKERS,
+                          threads=THREADS, env=PATIENT_PAUSE) as app:
+        host, port = app.url.removeprefix("http://").split(":")
+        pids = wait_until(lambda: all_workers_ready(app.process.pid, app.logs["log"]),
+                          timeout=60, what=f"{WORKERS} workers ready")
+        # The pool is opened at once, as NGINX fills it (so the rule spreads it too: one
+        # connection after another may now rightly land on one worker), then used once.
+        wait_for_counts(pids, int(port), [0] * WORKERS, "the readiness probe's connection closed",
+                        established_only=False)
+        idle = [http.client.HTTPConnection(host, int(port), timeout=10)
+                for _ in range(WORKERS * THREADS)]
+        for connection in idle:
+            connection.connect()
+        wait_for_counts(pids, int(port), [THREADS] * WORKERS, "the pool spread")
+        for connection in idle:
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            assert response.status == 200 and response.read()
+        # An answer reaches the client just before its worker puts the connection back in
+        # keep-alive (until then a thread holds it, and the worker rightly looks full).
+        wait_for_counts(pids, int(port), [THREADS] * WORKERS, "the pool idle in keep-alive",
+                        polled_only=True)
+        with ExitStack() as burst:
+            clients = set()
+            for _ in range(WORKERS * THREADS):
+                opened = burst.enter_context(socket.create_connection((host, int(port))))
+                clients.add(opened.getsockname()[1])
+            wait_for_counts(pids, int(port), [THREADS] * WORKERS, "the burst",
+                            clients=clients)
+        for connection in idle:
+            connection.request("GET", "/healthz")
+            assert connection.getresponse().status == 200, "an idle connection was dropped"
+            connection.close()
+
+
 def test_a_full_worker_without_siblings_still_accepts_after_its_pause(
         tmp_path: Path, promoted_registry: Path) -> None:
-    # One worker, one thread, its connection idle in keep-alive: the worker is full and no
-    # sibling exists, so a new connection must wait out one pause, not forever.
+    # One worker, one thread, busy with a connection whose request has not come yet: the
+    # worker is full and no sibling exists, so a new connection must wait out one pause,
+    # not forever.
     with running_gunicorn(promoted_registry, tmp_path / "app", workers=1, threads=1,
                           env=PATIENT_PAUSE) as app:
         host, port = app.url.removeprefix("http://").split(":")
-        kept = http.client.HTTPConnection(host, int(port), timeout=10)
-        kept.request("GET", "/healthz")
-        kept_response = kept.getresponse()
-        assert kept_response.status == 200 and kept_response.read()
         pids = worker_pids(app.process.pid)
-        wait_for_counts(pids, int(port), [1], "the kept-alive connection held")
+        wait_for_counts(pids, int(port), [0], "the readiness probe's connection closed",
+                        established_only=False)
+        busy = http.client.HTTPConnection(host, int(port), timeout=30)
+        busy.connect()
+        wait_for_counts(pids, int(port), [1], "the busy connection held")
         second = http.client.HTTPConnection(host, int(port), timeout=30)
         second.request("GET", "/healthz", headers={"Connection": "close"})
+        busy.request("GET", "/healthz")
+        assert busy.getresponse().status == 200, "the first connection was dropped"
         assert second.getresponse().status == 200
-        kept.request("GET", "/healthz")
-        assert kept.getresponse().status == 200, "the first connection was dropped"
 
 
 def test_gunicorn_does_not_start_with_a_bad_pause(tmp_path: Path) -> None:
@@ -120,13 +188,15 @@ def test_gunicorn_does_not_start_with_a_bad_pause(tmp_path: Path) -> None:
 
 
 def wait_for_counts(pids: list[int], port: int, wanted: list[int], when: str,
-                    established_only: bool = True) -> None:
-    """Wait until the workers hold `wanted` connections each (see connection_inodes); fail
-    naming `when` and the last counts seen."""
+                    established_only: bool = True, clients: set[int] | None = None,
+                    polled_only: bool = False) -> None:
+    """Wait until the workers hold `wanted` connections each (see connections_per_worker);
+    fail naming `when` and the last counts seen."""
     seen: list[list[int]] = []
 
     def reached() -> bool:
-        seen.append(connections_per_worker(pids, port, established_only))
+        seen.append(connections_per_worker(pids, port, established_only, clients,
+                                           polled_only))
         return seen[-1] == wanted
 
     wait_until(reached, timeout=10, interval=0.05,
