@@ -13,8 +13,8 @@ figure sees the same machine conditions:
 - then, paced at half the one-row maximum throughput straight to Gunicorn (its median
   round), one-row predict and the no-op, both straight to Gunicorn, for their p99 at the
   same rate (wrk's `delay()`: a closed loop with random think times, exponentially
-  distributed, so that arrivals are independent; the no-op's mean think time is longer,
-  matched after a short calibration run of each so that both run at predict's rate). Like
+  distributed, so that arrivals are independent; each endpoint's mean think time is set
+  after a short calibration run of it, so that every one runs at that rate). Like
   for like: the no-op has no NGINX in front of it, so the target compares the service with
   the framework, not with the proxy. The same rate through NGINX is measured too, as
   information (the proxy's share of the tail).
@@ -306,15 +306,14 @@ def benchmark(settings: Settings, directory: Path) -> dict[str, Any]:
     interval_ms = settings.connections * 1000 / rate if rate else None  # per connection
     intervals: dict[str, float] = {}
     if interval_ms is not None:
-        # A closed loop: with the same think time the faster server also runs at a higher
-        # rate. A short run of each finds the no-op's think time that matches predict's rate.
-        calibration = {endpoint.name: measure(endpoint, "calibrate", settings.seconds / 2,
-                                              interval_ms) for endpoint in paced_pair[:2]}
-        intervals = {endpoint.name: interval_ms for endpoint in paced_pair}
-        intervals[PACED_NOOP] = matched_interval_ms(
-            interval_ms, settings.connections,
-            calibration[PACED_PREDICT].requests / calibration[PACED_PREDICT].seconds,
-            calibration[PACED_NOOP].requests / calibration[PACED_NOOP].seconds)
+        # A closed loop: a connection's cycle is its think time plus the response time, so
+        # with the rate's whole cycle as think time every endpoint ran below the rate, the
+        # faster one less so. A short run of each finds the think time that reaches it.
+        for endpoint in paced_pair:
+            calibration = measure(endpoint, "calibrate", settings.seconds / 2, interval_ms)
+            intervals[endpoint.name] = matched_interval_ms(
+                interval_ms, settings.connections, rate,
+                calibration.requests / calibration.seconds if calibration.seconds else 0.0)
         for number in range(settings.paced_rounds):
             shift = number % len(paced_pair)
             for endpoint in paced_pair[shift:] + paced_pair[:shift]:
@@ -498,10 +497,9 @@ def table(report: dict[str, Any]) -> str:
     lines.append(f"paced runs: {report['paced_rounds']} rounds at "
                  f"{paced['target_requests_per_second']} req/s (half the median round of "
                  "one-row predict straight to Gunicorn), p50 and p99 of all rounds' answers "
-                 "together; mean think "
-                 f"time {_number(paced.get(PACED_PREDICT, {}).get('think_time_ms'))} ms, the "
-                 f"no-op's {_number(paced.get(PACED_NOOP, {}).get('think_time_ms'))} ms "
-                 "(matched to predict's rate)")
+                 "together; mean think time, calibrated to reach the rate: "
+                 + ", ".join(f"{name} {_number(paced.get(name, {}).get('think_time_ms'))} ms"
+                             for name in (PACED_PREDICT, PACED_NOOP, PACED_PREDICT_NGINX)))
     lines += ["", f"{'target':<54} {'value':>8} {'goal':>8} {'met':>4}"]
     for item in report["targets"]:
         met = "-" if item["met"] is None else ("yes" if item["met"] else "no")

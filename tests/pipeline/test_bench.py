@@ -214,7 +214,8 @@ def test_the_table_shows_endpoints_targets_cpu_and_memory() -> None:
     assert "1  one-row predict / /healthz, through NGINX (req/s)" in text
     assert "21% of the machine" in text
     assert "paced runs: 6 rounds at 100.0 req/s" in text
-    assert "mean think time 80.00 ms, the no-op's 81.25 ms (matched to predict's rate)" in text
+    assert ("mean think time, calibrated to reach the rate: paced_predict_single_direct "
+            "80.00 ms, paced_noop 81.25 ms, paced_predict_single_nginx - ms") in text
     assert "after warm-up: service 99.0, 98.5 MB; bare Flask 40.0 MB" in text
     assert "after the runs: service 101.5, 102.0 MB; bare Flask 40.1 MB" in text
 
