@@ -44,17 +44,29 @@ def connection_inodes(port: int, established_only: bool) -> dict[str, int]:
     return inodes
 
 
-def polled_inodes(pid: int) -> set[str]:
-    """Inodes of the files the process's epoll instances watch: a Gunicorn worker's event
-    loop watches a connection idle in keep-alive (for its next request), not one a thread
-    is handling."""
-    inodes = set()
+def open_files(pid: int) -> dict[str, str]:
+    """The process's descriptors (their numbers) -> what each one names, e.g. socket:[123];
+    one closed while listed (a thread's own selector) is left out."""
+    files = {}
     for descriptor in Path(f"/proc/{pid}/fd").iterdir():
         try:
-            if str(descriptor.readlink()) != "anon_inode:[eventpoll]":
-                continue
-            info = Path(f"/proc/{pid}/fdinfo/{descriptor.name}").read_text()
-        except OSError:  # closed meanwhile (a thread's own selector)
+            files[descriptor.name] = str(descriptor.readlink())
+        except OSError:
+            continue
+    return files
+
+
+def polled_inodes(pid: int, files: dict[str, str]) -> set[str]:
+    """Inodes of the files the process's epoll instances watch (`files`: its open_files): a
+    Gunicorn worker's event loop watches a connection idle in keep-alive (for its next
+    request), not one a thread is handling."""
+    inodes = set()
+    for descriptor, target in files.items():
+        if target != "anon_inode:[eventpoll]":
+            continue
+        try:
+            info = Path(f"/proc/{pid}/fdinfo/{descriptor}").read_text()
+        except OSError:  # closed meanwhile
             continue
         inodes |= {str(int(inode, 16)) for inode in re.findall(r"^tfd:.* ino:([0-9a-f]+)",
                                                                info, re.MULTILINE)}
@@ -70,13 +82,11 @@ def connections_per_worker(pids: list[int], port: int, established_only: bool = 
     inodes = connection_inodes(port, established_only)
     counts = []
     for pid in pids:
-        sockets = set()
-        for descriptor in Path(f"/proc/{pid}/fd").iterdir():
-            target = str(descriptor.readlink()) if descriptor.is_symlink() else ""
-            if target.startswith("socket:["):
-                sockets.add(target[len("socket:["):-1])
+        files = open_files(pid)
+        sockets = {target[len("socket:["):-1] for target in files.values()
+                   if target.startswith("socket:[")}
         if polled_only:
-            sockets &= polled_inodes(pid)
+            sockets &= polled_inodes(pid, files)
         counts.append(sum(1 for inode in sockets & inodes.keys()
                           if clients is None or inodes[inode] in clients))
     return counts
