@@ -1,15 +1,17 @@
 """Append-only JSON-lines logs that several Gunicorn worker processes write at once.
 
 Why this design: every append writes all of its lines with ONE write() call on a file
-opened with O_APPEND, under an exclusive flock (training/jsonlines.py), and closes it.
+opened with O_APPEND, under an exclusive flock (training/jsonlines.py); each worker keeps
+its descriptor open (`Appender`) and makes these calls without releasing the GIL.
 Lines of concurrent workers never overwrite or split each other, nothing sits in a process
 buffer (a worker that is killed or recycled loses no line it has answered for), and a
 write that fails or stops short on a full disk is cut back, so the file never holds half a
 line that the next one would be glued onto: an append is all of its lines or none.
 Rotation (the logging module's handlers are not multiprocess-safe) renames a full file
 aside to a unique name under an exclusive flock on a lock file and never deletes it; a
-writer that opened the old name just before the rename finishes its write into the renamed
-file, so no line is lost either way. Retention of rotated files is left to the operator.
+write under way during the rename finishes into the renamed file, and a worker whose
+descriptor is still on it finds it full at its next append and opens the new one, so no
+line is lost either way. Retention of rotated files is left to the operator.
 The monitor (`python -m training monitor`) reads the newest lines across the current and
 the rotated files (`training.jsonlines` names them).
 
@@ -32,7 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from training.jsonlines import append_lines, encode_lines, log_files, rotated_path
+from training.jsonlines import (Appender, FileIsFull, encode_lines, log_files,
+                                rotated_path)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class JsonLinesLog:
     def __init__(self, path: Path, max_bytes: int = 0) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
+        self._appender = Appender(self.path)
 
     def append(self, records: Iterable[dict[str, Any]]) -> None:
         """Append records as whole lines; OSError (and nothing written) when that fails."""
@@ -55,12 +59,23 @@ class JsonLinesLog:
         if not data:
             return
         try:
-            size = append_lines(self.path, data)
+            size = self._append(data)
         except FileNotFoundError:  # the first append: one mkdir then, not one per request
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            size = append_lines(self.path, data)
+            size = self._append(data)
         if self.max_bytes and size >= self.max_bytes:
             self.rotate()
+            self._appender.reopen()
+
+    def _append(self, data: bytes) -> int:
+        """One append; a file found full (this worker's descriptor still on a file another
+        worker rotated, or one whose rotation failed) is rotated if need be and left."""
+        try:
+            return self._appender.append(data, full_at=self.max_bytes)
+        except FileIsFull:
+            self.rotate()
+            self._appender.reopen()
+            return self._appender.append(data)
 
     def rotate(self) -> Path | None:
         """Rename a full file aside (never deleted); None when another worker did it."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import resource
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -76,3 +79,29 @@ def wait_until(condition: Callable[[], object], timeout: float,
             event = what() if callable(what) else what
             pytest.fail(f"{event} did not happen within {timeout:.0f}s")
         time.sleep(interval)
+
+
+def failure_with_file_size_limit(limit: int, action: Callable[[], object]) -> str:
+    """Run `action` in a forked child that may not grow a file past `limit` bytes: the
+    kernel cuts a write short at the limit and refuses the next, as on a full disk
+    (RLIMIT_FSIZE). What it raised ("Type: message"), or "" when it returned."""
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+
+    def child() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not the default kill
+        unlimited = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, unlimited[1]))
+        try:
+            action()
+            sender.send("")
+        except Exception as error:  # noqa: BLE001 - reported to the parent as it was
+            sender.send(f"{type(error).__name__}: {error}")
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, unlimited)  # coverage writes its data
+
+    process = context.Process(target=child)
+    process.start()
+    process.join(timeout=60)
+    assert process.exitcode == 0, f"the child ended with {process.exitcode}"
+    return receiver.recv()

@@ -1,12 +1,13 @@
 """JSON-lines logs on disk: whole-line appends that survive a full disk, the names of a
 rotated log's files, and its newest records.
 
-Appends: each one opens the file with O_APPEND and takes an exclusive flock on it, so appends
-of concurrent processes are serialised and each one knows where it starts. A write that fails
-or stops short (a full disk) is cut back with ftruncate to where it started, which always
-succeeds because it frees space: the file never keeps half a line that the next append would
-glue its own line onto. A file that already ends without a newline (written by a process that
-was killed mid-write) gets one first.
+Appends: each one writes to the file opened with O_APPEND under an exclusive flock on it,
+so appends of concurrent processes are serialised and each one knows where it starts (a log
+on the request path keeps its file open, `Appender`; the calls keep the GIL, `file_calls`).
+A write that fails or stops short (a full disk) is cut back with ftruncate to where it
+started, which always succeeds because it frees space: the file never keeps half a line that
+the next append would glue its own line onto. A file that already ends without a newline
+(written by a process that was killed mid-write) gets one first.
 
 Reading: the service renames a full log aside (`<name>.<UTC stamp>-<pid>`, see
 `rotated_path`) and starts a new one; readers take the rotated files in age order, then the
@@ -16,17 +17,21 @@ in progress and is not read.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from training import file_calls
 
 logger = logging.getLogger(__name__)
 
@@ -120,25 +125,115 @@ def encode_lines(records: Iterable[dict[str, Any]]) -> bytes:
 
 def append_lines(path: Path, data: bytes) -> int:
     """Append whole lines with one write; the file's size after it. OSError leaves the file
-    as it was before the call."""
+    as it was before the call. Opens and closes the file (occasional appends; a log on the
+    request path keeps an `Appender`)."""
     if not data:
         return 0
-    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    descriptor = os.open(path, _APPEND_FLAGS, 0o644)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        start = os.fstat(descriptor).st_size
-        if start and os.pread(descriptor, 1, start - 1) != b"\n":
-            data = b"\n" + data  # close the torn line before ours
-        try:
-            written = os.write(descriptor, data)
-            if written != len(data):
-                raise OSError(f"{path}: wrote {written} of {len(data)} bytes (disk full?)")
-        except OSError:
-            os.ftruncate(descriptor, start)
-            raise
-        return start + written
+        file_calls.lock_exclusive(descriptor)
+        return _append_locked(descriptor, path, data)
     finally:
         os.close(descriptor)  # also releases the lock
+
+
+class FileIsFull(Exception):
+    """The open file reached the size at which its log is rotated (or was rotated)."""
+
+
+class Appender:
+    """Whole-line appends to one file through a descriptor this process keeps open.
+
+    Opening and closing per append were two of its six system calls. A kept descriptor
+    must notice that the name now means another file: a log rotated by any process is
+    refused at its full size (`FileIsFull`: the caller rotates if no one did, and
+    `reopen`s), and a file renamed or deleted by someone else is found by comparing the
+    name's inode with the descriptor's at most `recheck_seconds` after. A forked child
+    opens its own (a shared open file would share its flock, which then excludes nothing).
+    Threads of one process take turns on a lock, since flock does not exclude them.
+    """
+
+    def __init__(self, path: Path, recheck_seconds: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(path)
+        self.recheck_seconds = recheck_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._descriptor: int | None = None
+        self._owner = 0  # the pid that opened it
+        self._next_check = 0.0
+        self._closer: weakref.finalize | None = None  # closes the descriptor, once
+
+    def append(self, data: bytes, full_at: int = 0) -> int:
+        """Append whole lines with one write; the file's size after it. FileIsFull when
+        the file already holds `full_at` bytes (0: never full); OSError leaves the file as
+        it was (FileNotFoundError: its directory is missing)."""
+        if not data:
+            return 0
+        with self._lock:
+            descriptor = self._current_descriptor()
+            file_calls.lock_exclusive(descriptor)
+            try:
+                return _append_locked(descriptor, self.path, data, full_at)
+            finally:
+                file_calls.unlock(descriptor)
+
+    def reopen(self) -> None:
+        """Open the file the name means now at the next append."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._closer is not None:
+            self._closer()  # in a forked child: its copy of the parent's descriptor
+        self._descriptor, self._closer = None, None
+
+    def _current_descriptor(self) -> int:
+        """The kept descriptor, (re)opened when missing, inherited or pointing elsewhere."""
+        now = self._clock()
+        if self._descriptor is not None and self._owner == os.getpid():
+            if now < self._next_check:
+                return self._descriptor
+            self._next_check = now + self.recheck_seconds
+            if _same_file(self.path, self._descriptor):
+                return self._descriptor
+        self._close()
+        descriptor = os.open(self.path, _APPEND_FLAGS, 0o644)
+        self._descriptor, self._owner = descriptor, os.getpid()
+        self._closer = weakref.finalize(self, os.close, descriptor)
+        self._next_check = now + self.recheck_seconds
+        return descriptor
+
+
+_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+
+def _same_file(path: Path, descriptor: int) -> bool:
+    """Whether `path` still names the open file."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(descriptor)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _append_locked(descriptor: int, path: Path, data: bytes, full_at: int = 0) -> int:
+    """The append itself, under the file's flock: refuse a full file, close a torn last line
+    first, write once, cut a short or failed write back to where it started."""
+    start = file_calls.size(descriptor)
+    if full_at and start >= full_at:
+        raise FileIsFull(path)
+    if start and file_calls.byte_at(descriptor, start - 1) != b"\n":
+        data = b"\n" + data  # close the torn line before ours
+    try:
+        written = file_calls.write(descriptor, data)
+        if written != len(data):
+            raise OSError(f"{path}: wrote {written} of {len(data)} bytes (disk full?)")
+    except OSError:
+        os.ftruncate(descriptor, start)
+        raise
+    return start + written
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:

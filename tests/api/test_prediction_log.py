@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ from flask.testing import FlaskClient
 
 from app.prediction_log import JsonLinesLog
 from tests.api.conftest import metric_value
+from tests.helpers import failure_with_file_size_limit
+from training.jsonlines import encode_lines
 from training.monitor import prediction_frame, read_json_lines
 from training.schema import PROTECTED
 
@@ -83,17 +84,19 @@ def test_prediction_log_write_failure_answers_503_and_is_counted(
     assert "Is a directory" in said  # the error itself
 
 
-def test_short_write_on_a_full_disk_leaves_no_partial_line(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    log = JsonLinesLog(tmp_path / "predictions.jsonl")
-    log.append([{"n": 1}])
-    real_write = os.write
-    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:7]))  # disk full
-    with pytest.raises(OSError, match="wrote 7 of"):
-        log.append([{"n": 2, "pad": "x" * 50}])
-    monkeypatch.setattr(os, "write", real_write)
+def test_short_write_on_a_full_disk_leaves_no_partial_line(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.jsonl"
+    log = JsonLinesLog(path)
+    log.append([{"n": 1}])  # the forked writer below inherits this worker's open log
+    record = {"n": 2, "pad": "x" * 50}
+    failure = failure_with_file_size_limit(path.stat().st_size + 7, lambda: log.append([record]))
+    assert failure == (f"OSError: {path}: wrote 7 of {len(encode_lines([record]))} bytes "
+                       "(disk full?)")
+    assert path.read_text() == '{"n":1}\n'
+    failure = failure_with_file_size_limit(path.stat().st_size, lambda: log.append([{"n": 2}]))
+    assert failure == "OSError: [Errno 27] File too large"  # nothing written at all
     log.append([{"n": 3}])
-    assert (tmp_path / "predictions.jsonl").read_text() == '{"n":1}\n{"n":3}\n'
+    assert path.read_text() == '{"n":1}\n{"n":3}\n'
 
 
 def test_the_first_append_creates_the_log_directory(tmp_path: Path) -> None:

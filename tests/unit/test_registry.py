@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import failure_with_file_size_limit
 from training.artifact import (CARD_FILE, MODEL_FILE, ModelIntegrityError, load_artifact,
                                sha256_of, write_card)
 from training import registry as registry_module
@@ -384,16 +384,13 @@ def test_a_torn_history_line_does_not_prevent_rollback(tmp_path: Path,
 
 
 def test_promotion_that_cannot_write_its_history_changes_nothing(
-        tmp_path: Path, trained_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, trained_model_dir: Path) -> None:
     registry = Registry(tmp_path / "registry")
     registry.promote(registry.register(trained_model_dir, version="v1"))
     registry.register(trained_model_dir, version="v2")
     before = (registry.root / HISTORY_FILE).read_bytes()
-    real_write = os.write
-    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, data[:5]))  # disk full
-    with pytest.raises(OSError):
-        registry.promote("v2")
-    monkeypatch.setattr(os, "write", real_write)
+    failure = failure_with_file_size_limit(len(before) + 5, lambda: registry.promote("v2"))
+    assert failure.startswith(f"OSError: {registry.root / HISTORY_FILE}: wrote 5 of ")
     assert (registry.root / HISTORY_FILE).read_bytes() == before
     assert registry.production_version() == "v1"
 
