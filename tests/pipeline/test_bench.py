@@ -29,7 +29,9 @@ def report(**changes: Any) -> dict[str, Any]:
         "endpoints": {bench.NOOP: result(1000.0), bench.HEALTHZ_DIRECT: result(600.0),
                       bench.HEALTHZ_NGINX: result(400.0),
                       bench.SINGLE_NGINX: result(200.0, rows=1),
-                      bench.batch_name(1000): result(10.0, rows=1000)},
+                      bench.batch_name(1000): result(10.0, rows=1000),
+                      bench.batch_alone_name(1000): {**result(8.0, rows=1000),
+                                                     "connections": 1}},
         "paced": {bench.PACED_PREDICT: result(100.0, rows=1, p99=8.0),
                   bench.PACED_NOOP: result(100.0, p99=4.0)},
         "batch_server_ms": {"requests": 30, "p50": 49.99},
@@ -61,8 +63,18 @@ def test_targets_read_from_failed_requests_are_not_measured() -> None:
     failed_batch = {**result(900.0, rows=1000), "errors": 12}
     values = bench.target_values(report(endpoints={
         **report()["endpoints"], bench.batch_name(1000): failed_batch}))
-    assert values["batch_server_p50_ms"] is None and values["batch_vs_single_rows"] is None
+    assert values["batch_vs_single_rows"] is None and values["batch_server_p50_ms"] == 49.99
+    values = bench.target_values(report(endpoints={
+        **report()["endpoints"], bench.batch_alone_name(1000): failed_batch}))
+    assert values["batch_server_p50_ms"] is None and values["batch_vs_single_rows"] == 50.0
     assert values["predict_vs_healthz_nginx"] == 0.5
+
+
+def test_batch_throughput_uses_the_one_row_connections_and_server_time_one() -> None:
+    by_name = {endpoint.name: endpoint for endpoint in bench.endpoints(10)}
+    throughput, alone = by_name[bench.batch_name(10)], by_name[bench.batch_alone_name(10)]
+    assert throughput.connections is None  # the benchmark's setting, as one-row predict
+    assert alone.connections == 1 and alone.body == throughput.body and alone.rows == 10
 
 
 def run(requests: int, latency_us: dict[int, int], errors: int = 0) -> bench.WrkRun:
@@ -211,6 +223,7 @@ def test_the_table_shows_endpoints_targets_cpu_and_memory() -> None:
     full["targets"] = bench.judge(full)
     text = bench.table(full)
     assert "predict_single_nginx" in text and "paced_noop" in text
+    assert "\npredict_batch_1000_nginx_alone (1 conn.)      8.0 " in text
     assert "1  one-row predict / /healthz, through NGINX (req/s)" in text
     assert "21% of the machine" in text
     assert "paced runs: 6 rounds at 100.0 req/s" in text
