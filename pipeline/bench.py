@@ -15,7 +15,7 @@ figure sees the same machine conditions:
   round), one-row predict and the no-op, both straight to Gunicorn, for their p99 at the
   same rate (wrk's `delay()`: a closed loop with random think times, exponentially
   distributed, so that arrivals are independent; each endpoint's mean think time is set
-  after a short calibration run of it, so that every one runs at that rate). Like
+  after two short calibration runs of it, so that every one runs at that rate). Like
   for like: the no-op has no NGINX in front of it, so the target compares the service with
   the framework, not with the proxy. The same rate through NGINX is measured too, as
   information (the proxy's share of the tail).
@@ -76,6 +76,8 @@ PACED_NOOP = "paced_noop"
 # its most recently used upstream connection first, the two often sat on one worker, and
 # runs gave 75-105 or 140-170 batches/s by the luck of where they sat.
 BATCH_ALONE_CONNECTIONS = 1
+# Short runs that set each paced endpoint's think time (benchmark() says why two).
+CALIBRATION_RUNS = 2
 
 
 @dataclass(frozen=True)
@@ -318,12 +320,17 @@ def benchmark(settings: Settings, directory: Path) -> dict[str, Any]:
     if interval_ms is not None:
         # A closed loop: a connection's cycle is its think time plus the response time, so
         # with the rate's whole cycle as think time every endpoint ran below the rate, the
-        # faster one less so. A short run of each finds the think time that reaches it.
+        # faster one less so. Short runs of each find the think time that reaches it: a
+        # second one, since the response time itself shortens as the rate falls (one
+        # left the paced endpoints 3-7% apart, predict above or below the no-op).
         for endpoint in paced_pair:
-            calibration = measure(endpoint, "calibrate", settings.seconds / 2, interval_ms)
-            intervals[endpoint.name] = matched_interval_ms(
-                interval_ms, settings.connections, rate,
-                calibration.requests / calibration.seconds if calibration.seconds else 0.0)
+            think = interval_ms
+            for _ in range(CALIBRATION_RUNS):
+                calibration = measure(endpoint, "calibrate", settings.seconds / 2, think)
+                think = matched_interval_ms(
+                    think, settings.connections, rate,
+                    calibration.requests / calibration.seconds if calibration.seconds else 0.0)
+            intervals[endpoint.name] = think
         for number in range(settings.paced_rounds):
             shift = number % len(paced_pair)
             for endpoint in paced_pair[shift:] + paced_pair[:shift]:
