@@ -150,7 +150,8 @@ class Appender:
     `reopen`s), and a file renamed or deleted by someone else is found by comparing the
     name's inode with the descriptor's at most `recheck_seconds` after. A forked child
     opens its own (a shared open file would share its flock, which then excludes nothing).
-    Threads of one process take turns on a lock, since flock does not exclude them.
+    Threads of one process take turns on a lock, since flock does not exclude them; a
+    forked child gets a free one (`_after_fork_in_child`).
     """
 
     def __init__(self, path: Path, recheck_seconds: float = 1.0,
@@ -163,6 +164,7 @@ class Appender:
         self._owner = 0  # the pid that opened it
         self._next_check = 0.0
         self._closer: weakref.finalize | None = None  # closes the descriptor, once
+        _APPENDERS.add(self)
 
     def append(self, data: bytes, full_at: int = 0) -> int:
         """Append whole lines with one write; the file's size after it. FileIsFull when
@@ -206,6 +208,17 @@ class Appender:
 
 
 _APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_APPENDERS: weakref.WeakSet[Appender] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """Give every appender of a new child a free thread lock: one held by another thread
+    at the fork stays held in the child, where that thread does not exist."""
+    for appender in list(_APPENDERS):
+        appender._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _same_file(path: Path, descriptor: int) -> bool:

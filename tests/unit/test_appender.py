@@ -137,6 +137,23 @@ def test_a_forked_child_takes_a_flock_of_its_own(tmp_path: Path) -> None:
     assert (tmp_path / "log.jsonl").read_bytes() == b"{}\n" * 3
 
 
+def test_a_child_forked_while_another_thread_appends_can_append(tmp_path: Path) -> None:
+    appender = Appender(tmp_path / "log.jsonl")
+    appender._lock.acquire()  # as a thread of the parent mid-append holds it at the fork
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=lambda: sender.send(appender.append(b"{}\n")))
+    process.start()
+    try:
+        assert receiver.poll(30), "the child waits for a lock no thread of it holds"
+        assert receiver.recv() == 3
+    finally:
+        appender._lock.release()
+        process.join(timeout=10)
+        if process.exitcode is None:
+            process.kill()
+
+
 def test_a_worker_still_on_a_log_another_rotated_writes_to_the_new_one(
         calls: str, tmp_path: Path) -> None:
     path = tmp_path / "predictions.jsonl"
