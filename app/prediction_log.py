@@ -64,8 +64,7 @@ class JsonLinesLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             size = self._append(data)
         if self.max_bytes and size >= self.max_bytes:
-            self.rotate()
-            self._appender.reopen()
+            self._leave_full_file()
 
     def _append(self, data: bytes) -> int:
         """One append; a file found full (this worker's descriptor still on a file another
@@ -73,9 +72,13 @@ class JsonLinesLog:
         try:
             return self._appender.append(data, full_at=self.max_bytes)
         except FileIsFull:
-            self.rotate()
-            self._appender.reopen()
+            self._leave_full_file()
             return self._appender.append(data)
+
+    def _leave_full_file(self) -> None:
+        """Rotate the full file (unless another worker did) and append to the new one."""
+        self.rotate()
+        self._appender.reopen()
 
     def rotate(self) -> Path | None:
         """Rename a full file aside (never deleted); None when another worker did it."""

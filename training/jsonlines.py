@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _ORJSON_LINE = orjson.OPT_APPEND_NEWLINE
 
+# Read and write: an append reads the byte before it (a torn line to close first).
+_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 # Read backwards in blocks of this size: a window of the newest lines costs about its size.
 BLOCK_BYTES = 64 * 1024
 _STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"  # fixed width: names sort in age order
@@ -162,6 +164,7 @@ class Appender:
         self._lock = threading.Lock()
         self._descriptor: int | None = None
         self._owner = 0  # the pid that opened it
+        self._opened: tuple[int, int] | None = None  # its device and inode
         self._next_check = 0.0
         self._closer: weakref.finalize | None = None  # closes the descriptor, once
         _APPENDERS.add(self)
@@ -197,17 +200,18 @@ class Appender:
             if now < self._next_check:
                 return self._descriptor
             self._next_check = now + self.recheck_seconds
-            if _same_file(self.path, self._descriptor):
+            if _identity(self.path) == self._opened:
                 return self._descriptor
         self._close()
         descriptor = os.open(self.path, _APPEND_FLAGS, 0o644)
+        opened = os.fstat(descriptor)
         self._descriptor, self._owner = descriptor, os.getpid()
+        self._opened = (opened.st_dev, opened.st_ino)
         self._closer = weakref.finalize(self, os.close, descriptor)
         self._next_check = now + self.recheck_seconds
         return descriptor
 
 
-_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _APPENDERS: weakref.WeakSet[Appender] = weakref.WeakSet()
 
 
@@ -221,14 +225,13 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _same_file(path: Path, descriptor: int) -> bool:
-    """Whether `path` still names the open file."""
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode `path` names now, or None when nothing is there."""
     try:
         named = os.stat(path)
     except FileNotFoundError:
-        return False
-    opened = os.fstat(descriptor)
-    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+        return None
+    return named.st_dev, named.st_ino
 
 
 def _append_locked(descriptor: int, path: Path, data: bytes, full_at: int = 0) -> int:
