@@ -28,9 +28,9 @@ def calls(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
 
 
 def test_the_gil_held_calls_are_the_ones_used_on_64_bit_linux() -> None:
-    if platform.system() != "Linux" or platform.architecture()[0] != "64bit":
-        pytest.skip("the GIL-held calls are only promised on 64-bit Linux")
-    assert file_calls._LIBC is not None
+    promised = platform.system() == "Linux" and platform.architecture()[0] == "64bit"
+    # Elsewhere either way is right; on 64-bit Linux (the images, CI) the fast one must be.
+    assert file_calls._LIBC is not None or not promised
 
 
 def test_each_call_answers_as_the_os_module_does(calls: str, tmp_path: Path) -> None:
