@@ -27,8 +27,8 @@ def parse(data: bytes) -> Any:
         return json.loads(data, parse_constant=_reject_constant)
 
 
-def response(body: dict[str, Any]) -> Response:
+def response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     """A JSON response of `body` (str keys; str, int and finite float values), compact and
-    in insertion order, as `jsonify` writes it."""
+    in insertion order, as `jsonify` writes it, with `headers` besides."""
     return current_app.response_class(orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE),
-                                      mimetype="application/json")
+                                      headers=headers, mimetype="application/json")

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter as Tally
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask, Response, g, request
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
@@ -38,6 +38,8 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPT
 # recently used is looked up again.
 SERIES_CACHE_SIZE = 1024
 
+Counted = TypeVar("Counted", bound=Hashable)
+
 
 def multiprocess_mode() -> bool:
     """Whether prometheus_client was imported with PROMETHEUS_MULTIPROC_DIR set."""
@@ -47,6 +49,13 @@ def multiprocess_mode() -> bool:
 def method_label(method: str) -> str:
     """The `method` label of a request: a known HTTP method, or "other"."""
     return method if method in KNOWN_METHODS else "other"
+
+
+def _tally(values: Sequence[Counted]) -> Iterable[tuple[Counted, int]]:
+    """Each distinct value and how often it occurs: one metric update per value, not row."""
+    if len(values) == 1:  # a one-row request: building a Counter cost more than its update
+        return ((values[0], 1),)
+    return Tally(values).items()
 
 
 def metrics_directory() -> str | None:
@@ -141,7 +150,7 @@ class Metrics:
 
     def rows_decided(self, decisions: Sequence[str]) -> None:
         """Count one request's scored rows, in all and per decision."""
-        for decision, count in Tally(decisions).items():  # one update per decision, not row
+        for decision, count in _tally(decisions):
             self._decision_series(decision).inc(count)
         self.rows_scored.inc(len(decisions))
 
@@ -152,7 +161,7 @@ class Metrics:
         rows.inc(len(probabilities))
         scoring.observe(seconds)
         # A Python loop: for one row, numpy's array set-up cost more than the counting.
-        for band, count in Tally(min(int(p * 10), 9) for p in probabilities).items():
+        for band, count in _tally([min(int(p * 10), 9) for p in probabilities]):
             self._band_series(version, arm, PROBABILITY_BANDS[band]).inc(count)
 
     def drift_computed(self, psi_by_feature: Mapping[str, float], rows: int) -> None:
@@ -194,8 +203,10 @@ class Metrics:
         @app.after_request
         def _record(response: Response) -> Response:
             started = g.pop("metrics_started", None)
-            rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-            requests, latency = self._request_series(rule, method_label(request.method),
+            current = request._get_current_object()  # type: ignore[attr-defined] - one lookup
+            url_rule = current.url_rule
+            rule = url_rule.rule if url_rule is not None else "<unmatched>"
+            requests, latency = self._request_series(rule, method_label(current.method),
                                                      str(response.status_code))
             requests.inc()
             if started is not None:

@@ -65,6 +65,7 @@ def init_request_id(app: Flask) -> None:
 
     @app.after_request
     def _echo(response: Response) -> Response:
-        if "request_id" in g:
-            response.headers[HEADER] = g.request_id
+        request_id = g.get("request_id")
+        if request_id is not None:
+            response.headers[HEADER] = request_id
         return response

@@ -62,7 +62,11 @@ class ScoredRows:
 
 def current_model() -> LoadedModel:
     """The serving model, or a 503 ApiError when none is loaded."""
-    model = service().holder.get()
+    return _serving_model(service())
+
+
+def _serving_model(state: Service) -> LoadedModel:
+    model = state.holder.get()
     if model is None:
         raise ApiError(503, "No verified model is loaded yet; try again shortly.")
     return model
@@ -80,10 +84,12 @@ def score_rows(rows: list[dict[str, Any]], prediction_id: str, batch: bool,
     with the arm the request belongs to; log every one, count them, feed the drift window.
     `columns`: the rows field by field, when validation read them so."""
     state = service()
-    production = current_model()
+    production = _serving_model(state)
     canary = state.canary.active()
+    # The request's X-Request-ID (NGINX's or the client's), None outside a request.
+    client_trace_id = g.get("request_id")
     # The trace id routes: a client that retries with its X-Request-ID gets the same arm.
-    trace_id = g.get("request_id") or prediction_id
+    trace_id = client_trace_id or prediction_id
     answer, canary_error = None, ""
     if canary is not None and canary.release.answers \
             and canary.release.routes_to_canary(trace_id):
@@ -102,7 +108,7 @@ def score_rows(rows: list[dict[str, Any]], prediction_id: str, batch: bool,
     scored = ScoredRows(row_request_ids(prediction_id, len(rows), batch),
                         [round(p, 6) for p in answer.probabilities.tolist()], decisions, rows,
                         answer.arm)
-    _log(state, answer, scored, _shadow_fields(canary, shadow, canary_error))
+    _log(state, answer, scored, client_trace_id, _shadow_fields(canary, shadow, canary_error))
     state.metrics.rows_decided(decisions)
     state.metrics.arm_scored(model.version, answer.arm, answer.seconds, scored.probabilities)
     if shadow is not None:
@@ -160,13 +166,13 @@ def _shadow_fields(canary: ActiveCanary | None, shadow: _Scoring | None,
                                              shadow.model.decide(shadow.probabilities))]
 
 
-def _log(state: Service, answer: _Scoring, scored: ScoredRows,
+def _log(state: Service, answer: _Scoring, scored: ScoredRows, trace_id: str | None,
          extra: list[dict[str, Any]] | dict[str, Any] | None) -> None:
     """Append one line per row; when that fails (a full disk), count it and answer 503:
     a prediction the log does not hold is never answered (drift, feedback, retraining)."""
-    # Once per request, not per row. trace_id: the request's X-Request-ID (NGINX's or the
-    # client's), for following it through the access logs; the request_id is the service's.
-    time_now, version, trace_id = utc_now(), answer.model.version, g.get("request_id")
+    # Once per request, not per row. trace_id: for following the request through the access
+    # logs; the request_id is the service's.
+    time_now, version = utc_now(), answer.model.version
     milliseconds = round(answer.seconds * 1000, 3)
     records = [{"time": time_now, "request_id": request_id, "trace_id": trace_id,
                 "inputs": inputs,
