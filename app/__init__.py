@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the service: settings, model holder, metrics, logs, blueprints, error handlers."""
     # Imported here so that importing the package stays cheap and side-effect free.
-    from app import api, web
+    from app import api, predict_fast_path, web
     from app.canary import CanaryArm
     from app.config import load_settings
     from app.drift_window import DriftWindow
@@ -71,6 +71,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
+    predict_fast_path.install(app)  # last: it checks the hooks registered above
 
     # The one load at start, in the worker before it serves; later swaps are the watcher's
     # (start_watcher, after the fork). A bad pointer or model leaves the worker unready.

@@ -11,16 +11,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from app import json_body
-from app.errors import MAX_REPORTED_FIELDS, ApiError, error_response
+from app.errors import ApiError, error_response, invalid_fields
 from app.feedback import AlreadyAnswered, UnknownPrediction, bearer_matches
 from app.model_card import public_card
-from app.model_holder import MODEL_ARM_HEADER, MODEL_VERSION_HEADER
 from app.openapi import build_openapi
-from app.request_id import new_request_id
-from app.scoring import current_model, score_rows
+from app.scoring import answer_prediction, current_model
 from app.service import service
 from app.validation import ValidationFailed, validate_feedback, validate_request
 from training.follower_status import registry_status
@@ -40,44 +38,26 @@ def read_json() -> Any:
     # The request object itself: each access through the `request` proxy is a context
     # lookup, and this is the scoring route's hot path.
     current = request._get_current_object()  # type: ignore[attr-defined]
-    if current.mimetype != "application/json":
+    if current.mimetype != json_body.MIMETYPE:
         raise ApiError(415, "Send the body as JSON with the header "
                             "'Content-Type: application/json'.")
     setting = BODY_LIMITS.get(current.endpoint or "")
     if setting:
         current.max_content_length = current_app.config[setting]
-    data = current.get_data(cache=False)  # 413 from Flask when over the limit
-    if not data.strip():
-        raise ApiError(400, "The request body is empty; send a JSON document.",
-                       error="malformed_json")
-    try:
-        return json_body.parse(data)
-    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
-        raise ApiError(400, f"The request body is not valid JSON: {error}",
-                       error="malformed_json") from None
-
-
-def _validation_error(error: ValidationFailed) -> ApiError:
-    count = len(error.fields)
-    return ApiError(422, f"{count} field{'s' if count != 1 else ''} did not match the "
-                         f"schema; see 'fields' (at most {MAX_REPORTED_FIELDS} listed).",
-                    error.fields)
+    return json_body.document(current.get_data(cache=False))  # 413 from Flask over the limit
 
 
 @bp.post("/api/v1/predict")
 def predict() -> Any:
-    """Score one applicant, or {"instances": [...]}, with the production model."""
+    """Score one applicant, or {"instances": [...]}, with the production model. Most
+    requests are answered before they reach Flask (app/predict_fast_path.py); this view
+    answers the rest, and every error."""
     payload = read_json()
     try:
         valid = validate_request(payload, current_app.config["MAX_BATCH_SIZE"])
     except ValidationFailed as error:
-        raise _validation_error(error) from None
-    prediction_id = new_request_id()  # issued here: a client's X-Request-ID only traces
-    model, scored = score_rows(valid.rows, prediction_id, valid.batch, valid.columns)
-    return json_body.response({"request_id": prediction_id, "model_version": model.version,
-                               "arm": scored.arm, "threshold": model.threshold,
-                               "predictions": scored.predictions()},
-                              {MODEL_VERSION_HEADER: model.version, MODEL_ARM_HEADER: scored.arm})
+        raise invalid_fields(error.fields) from None
+    return json_body.response(*answer_prediction(service(), valid, g.get("request_id")))
 
 
 @bp.get("/api/v1/model")
@@ -108,7 +88,7 @@ def feedback() -> Any:
     try:
         claim = validate_feedback(read_json())
     except ValidationFailed as error:
-        raise _validation_error(error) from None
+        raise invalid_fields(error.fields) from None
     state = service()
     try:
         record = state.feedback.record(claim["request_id"], claim["outcome"])

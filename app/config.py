@@ -55,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "DRIFT_EVERY": 250,
     "DRIFT_MIN_ROWS": 100,
     "DRIFT_MIN_SECONDS": 1.0,
+    # Answer plain POST /api/v1/predict requests before Flask (app/predict_fast_path.py);
+    # off: Flask answers every request (the same answers, at ~3 x the one-row cost).
+    "PREDICT_FAST_PATH": True,
     # Optional artifact directory promoted by Gunicorn's start hook into an empty registry.
     "MODEL_SEED_DIR": "",
     "LOG_LEVEL": "INFO",

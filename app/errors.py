@@ -28,6 +28,9 @@ ERROR_CODES = {
     503: "unavailable",
 }
 
+# The 500 answer's message; the traceback goes to the log, never to the client.
+UNEXPECTED_MESSAGE = "The server failed to answer this request; the error was logged."
+
 # Bounds of an error body: a request with 100,000 bad fields gets the first few and a count.
 MAX_REPORTED_FIELDS = 20
 MAX_FIELD_NAME_CHARS = 64
@@ -61,19 +64,32 @@ class ApiError(Exception):
         self.error = error or ERROR_CODES.get(status, "error")
 
 
-def error_response(status: int, message: str, fields: dict[str, str] | None = None,
-                   error: str | None = None,
-                   headers: dict[str, str] | None = None) -> tuple[Response, int]:
+def invalid_fields(fields: dict[str, str]) -> ApiError:
+    """The 422 answer to a document whose `fields` (path -> problem) broke the schema."""
+    count = len(fields)
+    return ApiError(422, f"{count} field{'s' if count != 1 else ''} did not match the "
+                         f"schema; see 'fields' (at most {MAX_REPORTED_FIELDS} listed).",
+                    fields)
+
+
+def error_body(status: int, message: str, fields: dict[str, str] | None = None,
+               error: str | None = None, request_id: str | None = None) -> dict[str, Any]:
     """The one JSON error body: {"error", "message", "fields"?, "field_count"?, "request_id"}."""
     body: dict[str, Any] = {"error": error or ERROR_CODES.get(status, "error"),
                             "message": truncate(message, MAX_TEXT_CHARS)}
     if fields:
         body["fields"] = bounded_fields(fields)
         body["field_count"] = len(fields)
-    request_id = g.get("request_id")
     if request_id:
         body["request_id"] = request_id
-    response = jsonify(body)
+    return body
+
+
+def error_response(status: int, message: str, fields: dict[str, str] | None = None,
+                   error: str | None = None,
+                   headers: dict[str, str] | None = None) -> tuple[Response, int]:
+    """The JSON error answer of the current request (`error_body`), with `headers`."""
+    response = jsonify(error_body(status, message, fields, error, g.get("request_id")))
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response, status
@@ -109,9 +125,13 @@ def _api_error(error: ApiError) -> Any:
 def _unexpected(error: Exception) -> Any:
     if isinstance(error, HTTPException):
         return _http_error(error)
-    logger.exception("unhandled error on %s %s", request.method, request.path)
-    return _http_error(InternalServerError(
-        "The server failed to answer this request; the error was logged."))
+    log_unexpected(request.method, request.path)
+    return _http_error(InternalServerError(UNEXPECTED_MESSAGE))
+
+
+def log_unexpected(method: str, path: str) -> None:
+    """Log the exception being handled, with its traceback, as one request's failure."""
+    logger.exception("unhandled error on %s %s", method, path)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -91,6 +91,10 @@ class Metrics:
                                   "requests in a live worker: 'fast' (a scorer derived from "
                                   "the Pipeline and verified against it) or 'pipeline'.",
                                   ["path"], multiprocess_mode="livemax", registry=registry)
+        self.predict_fast_path = Gauge("credit_predict_fast_path", "1 when a live worker "
+                                       "answers plain POST /api/v1/predict requests before "
+                                       "Flask (app/predict_fast_path.py), 0 when Flask does.",
+                                       multiprocess_mode="livemax", registry=registry)
         self.model_reloads = Counter("credit_model_loads_total",
                                      "Model versions loaded and swapped in.", registry=registry)
         self.model_reload_failures = Counter(
@@ -195,20 +199,27 @@ class Metrics:
 
     def instrument(self, app: Flask) -> None:
         """Count and time every request of `app` by route template, method and status."""
+        app.before_request(self.start_timer)
+        app.after_request(self.record_request)
 
-        @app.before_request
-        def _start_timer() -> None:
-            g.metrics_started = time.perf_counter()
+    def start_timer(self) -> None:
+        """Before each request: when it started."""
+        g.metrics_started = time.perf_counter()
 
-        @app.after_request
-        def _record(response: Response) -> Response:
-            started = g.pop("metrics_started", None)
-            current = request._get_current_object()  # type: ignore[attr-defined] - one lookup
-            url_rule = current.url_rule
-            rule = url_rule.rule if url_rule is not None else "<unmatched>"
-            requests, latency = self._request_series(rule, method_label(current.method),
-                                                     str(response.status_code))
-            requests.inc()
-            if started is not None:
-                latency.observe(time.perf_counter() - started)
-            return response
+    def record_request(self, response: Response) -> Response:
+        """After each request: count it and its time under its route template."""
+        started = g.pop("metrics_started", None)
+        current = request._get_current_object()  # type: ignore[attr-defined] - one lookup
+        url_rule = current.url_rule
+        self.request_answered(url_rule.rule if url_rule is not None else "<unmatched>",
+                              current.method, response.status_code,
+                              None if started is None else time.perf_counter() - started)
+        return response
+
+    def request_answered(self, rule: str, method: str, status: int,
+                         seconds: float | None) -> None:
+        """Count one answered request of route template `rule`, and its time if known."""
+        requests, latency = self._request_series(rule, method_label(method), str(status))
+        requests.inc()
+        if seconds is not None:
+            latency.observe(seconds)

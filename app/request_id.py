@@ -55,17 +55,25 @@ def new_request_id() -> str:
     return _RANDOM_IDS.next()
 
 
+def request_id_for(incoming: str | None) -> str:
+    """The id of a request whose X-Request-ID header is `incoming` (None: none sent)."""
+    return incoming if incoming is not None and is_sane(incoming) else new_request_id()
+
+
+def assign_request_id() -> None:
+    """Before each request: its id in `g.request_id`."""
+    g.request_id = request_id_for(request.headers.get(HEADER))
+
+
+def echo_request_id(response: Response) -> Response:
+    """After each request: its id in the answer's X-Request-ID."""
+    request_id = g.get("request_id")
+    if request_id is not None:
+        response.headers[HEADER] = request_id
+    return response
+
+
 def init_request_id(app: Flask) -> None:
     """Give every request of `app` an id in `g.request_id`, echoed as X-Request-ID."""
-
-    @app.before_request
-    def _assign() -> None:
-        incoming = request.headers.get(HEADER)
-        g.request_id = incoming if is_sane(incoming) else new_request_id()
-
-    @app.after_request
-    def _echo(response: Response) -> Response:
-        request_id = g.get("request_id")
-        if request_id is not None:
-            response.headers[HEADER] = request_id
-        return response
+    app.before_request(assign_request_id)
+    app.after_request(echo_request_id)

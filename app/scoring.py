@@ -1,7 +1,8 @@
 """Score validated rows with the serving model, then log, count and watch them.
 
-Views call `score_rows`; it holds one model reference for the whole request, so a swap
-in the middle never mixes two versions in one answer.
+The scoring route (its Flask view and its fast path) calls `answer_prediction`, the form
+`score_rows`; it holds one model reference for the whole request, so a swap in the middle
+never mixes two versions in one answer. Nothing here reads Flask's request context.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from flask import g
-
 from app.canary import ActiveCanary
 from app.errors import ApiError
+from app.model_holder import MODEL_ARM_HEADER, MODEL_VERSION_HEADER
 from app.prediction_log import utc_now
+from app.request_id import new_request_id
 from app.service import Service, service
+from app.validation import ScoringRequest
 from training.artifact import LoadedModel
 from training.canary_release import CANARY_ARM, PRODUCTION_ARM, SHADOW
 from training.fast_scorer import Columns
@@ -62,10 +64,11 @@ class ScoredRows:
 
 def current_model() -> LoadedModel:
     """The serving model, or a 503 ApiError when none is loaded."""
-    return _serving_model(service())
+    return serving_model(service())
 
 
-def _serving_model(state: Service) -> LoadedModel:
+def serving_model(state: Service) -> LoadedModel:
+    """The serving model of `state`, or a 503 ApiError when none is loaded."""
     model = state.holder.get()
     if model is None:
         raise ApiError(503, "No verified model is loaded yet; try again shortly.")
@@ -78,21 +81,31 @@ def row_request_ids(prediction_id: str, count: int, batch: bool) -> list[str]:
     return [prediction_id] if not batch else [f"{prediction_id}-{n}" for n in range(count)]
 
 
-def score_rows(rows: list[dict[str, Any]], prediction_id: str, batch: bool,
-               columns: Columns | None = None) -> tuple[LoadedModel, ScoredRows]:
+def answer_prediction(state: Service, valid: ScoringRequest,
+                      trace_id: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The scoring route's answer to a valid request: its JSON body and headers, under a
+    prediction id issued here (a client's X-Request-ID, `trace_id`, only traces)."""
+    prediction_id = new_request_id()
+    model, scored = score_rows(state, valid.rows, prediction_id, valid.batch, valid.columns,
+                               trace_id)
+    return ({"request_id": prediction_id, "model_version": model.version, "arm": scored.arm,
+             "threshold": model.threshold, "predictions": scored.predictions()},
+            {MODEL_VERSION_HEADER: model.version, MODEL_ARM_HEADER: scored.arm})
+
+
+def score_rows(state: Service, rows: list[dict[str, Any]], prediction_id: str, batch: bool,
+               columns: Columns | None = None,
+               trace_id: str | None = None) -> tuple[LoadedModel, ScoredRows]:
     """Score rows under `prediction_id` (issued by `new_request_id()`, never a client's)
     with the arm the request belongs to; log every one, count them, feed the drift window.
-    `columns`: the rows field by field, when validation read them so."""
-    state = service()
-    production = _serving_model(state)
+    `columns`: the rows field by field, when validation read them so. `trace_id`: the
+    request's X-Request-ID (NGINX's or the client's), logged with each row and routing the
+    request to an arm, so that a client retrying with it gets the same arm."""
+    production = serving_model(state)
     canary = state.canary.active()
-    # The request's X-Request-ID (NGINX's or the client's), None outside a request.
-    client_trace_id = g.get("request_id")
-    # The trace id routes: a client that retries with its X-Request-ID gets the same arm.
-    trace_id = client_trace_id or prediction_id
     answer, canary_error = None, ""
     if canary is not None and canary.release.answers \
-            and canary.release.routes_to_canary(trace_id):
+            and canary.release.routes_to_canary(trace_id or prediction_id):
         answer, canary_error = _score_canary(state, canary, rows, columns)
     if answer is None:
         started = time.perf_counter()
@@ -108,7 +121,7 @@ def score_rows(rows: list[dict[str, Any]], prediction_id: str, batch: bool,
     scored = ScoredRows(row_request_ids(prediction_id, len(rows), batch),
                         [round(p, 6) for p in answer.probabilities.tolist()], decisions, rows,
                         answer.arm)
-    _log(state, answer, scored, client_trace_id, _shadow_fields(canary, shadow, canary_error))
+    _log(state, answer, scored, trace_id, _shadow_fields(canary, shadow, canary_error))
     state.metrics.rows_decided(decisions)
     state.metrics.arm_scored(model.version, answer.arm, answer.seconds, scored.probabilities)
     if shadow is not None:

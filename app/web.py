@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, g, render_template, request
 
 from app.errors import ApiError
 from app.model_holder import MODEL_ARM_HEADER, MODEL_VERSION_HEADER
@@ -97,7 +97,8 @@ def submit() -> Any:
     except ValidationFailed as error:
         return _render_form(values, form_messages(error.fields, payload), 422)
     try:
-        model, scored = score_rows(rows, new_request_id(), batch=False)
+        model, scored = score_rows(service(), rows, new_request_id(), batch=False,
+                                   trace_id=g.get("request_id"))
     except ApiError as error:
         return render_template("error.html", status=error.status, title="Service unavailable",
                                message=error.message), error.status
