@@ -35,16 +35,13 @@ FEEDBACK_REALM = "credit-risk feedback"
 
 def read_json() -> Any:
     """The request's JSON document: 415 for another content type, 400 when malformed."""
-    # The request object itself: each access through the `request` proxy is a context
-    # lookup, and this is the scoring route's hot path.
-    current = request._get_current_object()  # type: ignore[attr-defined]
-    if current.mimetype != json_body.MIMETYPE:
+    if request.mimetype != json_body.MIMETYPE:
         raise ApiError(415, "Send the body as JSON with the header "
                             "'Content-Type: application/json'.")
-    setting = BODY_LIMITS.get(current.endpoint or "")
+    setting = BODY_LIMITS.get(request.endpoint or "")
     if setting:
-        current.max_content_length = current_app.config[setting]
-    return json_body.document(current.get_data(cache=False))  # 413 from Flask over the limit
+        request.max_content_length = current_app.config[setting]
+    return json_body.document(request.get_data(cache=False))  # 413 from Flask over the limit
 
 
 @bp.post("/api/v1/predict")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from app.canary import ActiveCanary
 from app.errors import ApiError
 from app.model_holder import MODEL_ARM_HEADER, MODEL_VERSION_HEADER
