@@ -60,18 +60,16 @@ def bypassed_hooks(app: Flask, state: Service) -> list[str]:
     blueprint = ENDPOINT.split(".")[0]
     mirrored = {assign_request_id, echo_request_id, state.metrics.start_timer,
                 state.metrics.record_request}
-    found = []
-    for kind, registry in (("before_request", app.before_request_funcs),
-                           ("after_request", app.after_request_funcs),
-                           ("teardown_request", app.teardown_request_funcs),
-                           ("url_value_preprocessor", app.url_value_preprocessors)):
-        for scope in (None, blueprint):
-            found += [f"{kind} {getattr(hook, '__qualname__', hook)!s}"
-                      for hook in registry.get(scope, ()) if hook not in mirrored]
-    found += [f"teardown_appcontext {getattr(hook, '__qualname__', hook)!s}"
-              for hook in app.teardown_appcontext_funcs]
-    found += [f"signal {signal.name}" for signal in REQUEST_SIGNALS if signal.receivers]
-    return found
+    hooks = [(kind, hook)
+             for kind, registry in (("before_request", app.before_request_funcs),
+                                    ("after_request", app.after_request_funcs),
+                                    ("teardown_request", app.teardown_request_funcs),
+                                    ("url_value_preprocessor", app.url_value_preprocessors))
+             for scope in (None, blueprint) for hook in registry.get(scope, ())
+             if hook not in mirrored]
+    hooks += [("teardown_appcontext", hook) for hook in app.teardown_appcontext_funcs]
+    return [f"{kind} {getattr(hook, '__qualname__', hook)!s}" for kind, hook in hooks] + \
+        [f"signal {signal.name}" for signal in REQUEST_SIGNALS if signal.receivers]
 
 
 def install(app: Flask) -> bool:

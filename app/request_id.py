@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from typing import TypeGuard
 
 from flask import Flask, Response, g, request
 
@@ -18,7 +19,7 @@ HEADER = "X-Request-ID"
 SANE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
-def is_sane(value: str | None) -> bool:
+def is_sane(value: str | None) -> TypeGuard[str]:
     """Whether a caller's id can be used as is (letters, digits, . _ : -; at most 128)."""
     return bool(value) and SANE.fullmatch(value or "") is not None
 
@@ -57,7 +58,7 @@ def new_request_id() -> str:
 
 def request_id_for(incoming: str | None) -> str:
     """The id of a request whose X-Request-ID header is `incoming` (None: none sent)."""
-    return incoming if incoming is not None and is_sane(incoming) else new_request_id()
+    return incoming if is_sane(incoming) else new_request_id()
 
 
 def assign_request_id() -> None:
