@@ -4,6 +4,7 @@ its worded checks on every kind of value."""
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -76,6 +77,16 @@ def test_the_column_wise_batch_check_refuses_what_the_per_row_check_refuses(
     batch = random_applicants(3, seed=11)
     batch[2] = change(batch[2])
     assert _per_row(batch)[1] and batch_columns(batch) is None
+
+
+def test_an_unknown_field_is_refused_in_a_row_that_holds_fewer_known_ones() -> None:
+    """Every row has as many keys as the next, yet one of them is not a known field."""
+    optional = next(column for column in INPUTS if not column.required)
+    batch = random_applicants(2, seed=13)
+    batch[0] = {**batch[0], optional.name: optional.categories[0]}
+    batch[1] = {**batch[1], "unknown": optional.categories[0]}
+    assert len(batch[0]) == len(batch[1]) and optional.name not in batch[1]
+    assert _per_row(batch)[1] == {"instances[1].unknown": ANY} and batch_columns(batch) is None
 
 
 def test_an_optional_field_left_out_stays_out_of_the_clean_row() -> None:
