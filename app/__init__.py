@@ -32,6 +32,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from app.model_holder import ModelHolder
     from app.prediction_log import JsonLinesLog
     from app.request_id import init_request_id
+    from app.scoring_gate import ScoringGate
     from app.service import EXTENSION_KEY, Service
 
     app = Flask(__name__)
@@ -61,7 +62,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions[EXTENSION_KEY] = Service(
         settings=settings, holder=holder, canary=canary, metrics=metrics,
         prediction_log=prediction_log, feedback_log=feedback_log, drift=drift,
-        feedback=FeedbackLedger(prediction_log, feedback_log))
+        feedback=FeedbackLedger(prediction_log, feedback_log),
+        scoring_gate=ScoringGate(int(settings["LARGE_REQUEST_BYTES"])))
     if not settings["FEEDBACK_TOKEN"]:
         logger.warning("no FEEDBACK_TOKEN_FILE or FEEDBACK_TOKEN: POST /api/v1/feedback is "
                        "disabled (503)")

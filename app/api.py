@@ -35,13 +35,19 @@ FEEDBACK_REALM = "credit-risk feedback"
 
 def read_json() -> Any:
     """The request's JSON document: 415 for another content type, 400 when malformed."""
+    return json_body.document(read_json_body())
+
+
+def read_json_body() -> bytes:
+    """The request's body, unparsed: 415 for a content type other than JSON, 413 over the
+    route's limit."""
     if request.mimetype != json_body.MIMETYPE:
         raise ApiError(415, "Send the body as JSON with the header "
                             "'Content-Type: application/json'.")
     setting = BODY_LIMITS.get(request.endpoint or "")
     if setting:
         request.max_content_length = current_app.config[setting]
-    return json_body.document(request.get_data(cache=False))  # 413 from Flask over the limit
+    return request.get_data(cache=False)  # 413 from Flask over the limit
 
 
 @bp.post("/api/v1/predict")
@@ -49,12 +55,15 @@ def predict() -> Any:
     """Score one applicant, or {"instances": [...]}, with the production model. Most
     requests are answered before they reach Flask (app/predict_fast_path.py); this view
     answers the rest, and every error."""
-    payload = read_json()
-    try:
-        valid = validate_request(payload, current_app.config["MAX_BATCH_SIZE"])
-    except ValidationFailed as error:
-        raise invalid_fields(error.fields) from None
-    return json_body.response(*answer_prediction(service(), valid, g.get("request_id")))
+    data = read_json_body()
+    state = service()
+    with state.scoring_gate.admit(len(data)):  # large requests: one at a time
+        try:
+            valid = validate_request(json_body.document(data),
+                                     current_app.config["MAX_BATCH_SIZE"])
+        except ValidationFailed as error:
+            raise invalid_fields(error.fields) from None
+        return json_body.response(*answer_prediction(state, valid, g.get("request_id")))
 
 
 @bp.get("/api/v1/model")

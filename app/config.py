@@ -58,6 +58,10 @@ DEFAULTS: dict[str, Any] = {
     # Answer plain POST /api/v1/predict requests before Flask (app/predict_fast_path.py);
     # off: Flask answers every request (the same answers, at ~3 x the one-row cost).
     "PREDICT_FAST_PATH": True,
+    # Scoring requests with a body of at least this many bytes (~120 applicants) are
+    # answered one at a time in each worker, the others waiting their turn instead of
+    # interleaving on the GIL (app/scoring_gate.py); 0: never. Smaller ones never wait.
+    "LARGE_REQUEST_BYTES": 64 * 1024,
     # Optional artifact directory promoted by Gunicorn's start hook into an empty registry.
     "MODEL_SEED_DIR": "",
     "LOG_LEVEL": "INFO",

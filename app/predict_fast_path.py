@@ -110,6 +110,12 @@ class PredictFastPath:
         if data is None:
             return self.wsgi_app(environ, start_response)
         request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID"))
+        with self.state.scoring_gate.admit(len(data)):  # large requests: one at a time
+            return self._answer(environ, start_response, started, request_id, data)
+
+    def _answer(self, environ: dict[str, Any], start_response: StartResponse, started: float,
+                request_id: str, data: bytes) -> Iterable[bytes]:
+        """The answer to a request whose body was read: a prediction or an error."""
         try:
             try:
                 valid = validate_request(json_body.document(data), self.max_batch_size)

@@ -13,13 +13,15 @@ from app.feedback import FeedbackLedger
 from app.metrics import Metrics
 from app.model_holder import ModelHolder
 from app.prediction_log import JsonLinesLog
+from app.scoring_gate import ScoringGate
 
 EXTENSION_KEY = "credit_risk"
 
 
 @dataclass
 class Service:
-    """Everything a view needs besides the request: model, logs, metrics, drift window."""
+    """Everything a view needs besides the request: model, logs, metrics, drift window, and
+    the turn large scoring requests take."""
 
     settings: dict[str, Any]
     holder: ModelHolder
@@ -29,6 +31,7 @@ class Service:
     feedback_log: JsonLinesLog
     drift: DriftWindow
     feedback: FeedbackLedger
+    scoring_gate: ScoringGate
 
 
 def service() -> Service:
