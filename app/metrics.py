@@ -66,8 +66,7 @@ def band_counts(probabilities: Sequence[float]) -> Iterable[tuple[int, int]]:
     if len(probabilities) < VECTOR_BAND_ROWS:  # a Python loop: numpy's set-up cost more
         return _tally([min(int(p * 10), 9) for p in probabilities])
     # The same arithmetic on the array (astype truncates as int() does): one pass in C.
-    bands = np.minimum((np.asarray(probabilities, dtype=np.float64) * 10).astype(np.intp), 9)
-    counts = np.bincount(bands, minlength=len(PROBABILITY_BANDS))
+    counts = np.bincount(np.minimum((np.asarray(probabilities) * 10).astype(np.intp), 9))
     return ((band, int(counts[band])) for band in np.flatnonzero(counts).tolist())
 
 

@@ -45,6 +45,8 @@ def test_the_gate_is_for_bodies_of_at_least_the_setting_and_never_when_it_is_0()
         assert gate.busy()
     with gate.admit(999):
         assert not gate.busy()
+    one_byte = ScoringGate(1)
+    assert one_byte.admit(1) is not one_byte.admit(0)
     never = ScoringGate(0)
     with never.admit(10 ** 9):
         assert not never.busy()

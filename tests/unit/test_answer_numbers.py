@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import app.scoring
 from app.metrics import VECTOR_BAND_ROWS, band_counts
 from app.scoring import ANSWER_DECIMALS, VECTOR_ROUNDING_ROWS, rounded_probabilities
 
@@ -41,8 +42,29 @@ def test_small_and_large_requests_are_rounded_alike(size: int) -> None:
     probabilities = _probabilities()[20_000:20_000 + size]  # values next to a half
     assert rounded_probabilities(probabilities) == \
         [round(p, ANSWER_DECIMALS) for p in probabilities.tolist()]
-    assert rounded_probabilities(probabilities.astype(np.float32)) == \
-        [round(p, ANSWER_DECIMALS) for p in probabilities.astype(np.float32).tolist()]
+
+
+def test_single_precision_probabilities_are_rounded_as_their_exact_values() -> None:
+    probabilities = _probabilities().astype(np.float32)
+    assert rounded_probabilities(probabilities) == \
+        [round(p, ANSWER_DECIMALS) for p in probabilities.tolist()]
+
+
+def test_only_the_values_next_to_a_half_are_rounded_one_at_a_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    probabilities = np.random.default_rng(7).random(10_000)
+    scaled = probabilities * 10 ** ANSWER_DECIMALS
+    near_half = int(np.sum(np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6))
+    calls: list[float] = []
+
+    def counted_round(value: float, digits: int) -> float:
+        calls.append(value)
+        return round(value, digits)
+
+    monkeypatch.setattr(app.scoring, "round", counted_round, raising=False)
+    assert rounded_probabilities(probabilities) == \
+        [round(p, ANSWER_DECIMALS) for p in probabilities.tolist()]
+    assert len(calls) == near_half < 100
 
 
 @pytest.mark.parametrize("size", [1, 2, VECTOR_BAND_ROWS - 1, VECTOR_BAND_ROWS, 64, 50_000])
