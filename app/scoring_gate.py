@@ -2,8 +2,9 @@
 
 A Gunicorn gthread worker runs up to four requests on its threads, and its threads take
 turns on the GIL whenever one of them waits (a socket, the log's lock and write, a numpy
-operation that releases it). Four 1,000-row batches in flight then interleave, and each
-turn finds its rows pushed out of the CPU cache by the others'. Measured on the 2-core
+operation that releases it). Four 1,000-row batches in flight then interleave, and the
+extra is CPU time, not waiting: by all signs each turn finds its rows pushed out of the CPU
+cache by the others' (this VM has no hardware counters to count the misses). On the 2-core
 machine (the WSGI app called in-process from four threads, 1,000-row batches): 8.3 - 9.5 ms
 of CPU a batch interleaved, 6.6 ms one after another, and a longer GIL switch interval
 (0.1 s against 0.005) changed nothing: the turns come at the waits, not at the interval.
