@@ -18,9 +18,9 @@ from app.errors import ApiError, error_response, invalid_fields
 from app.feedback import AlreadyAnswered, UnknownPrediction, bearer_matches
 from app.model_card import public_card
 from app.openapi import build_openapi
-from app.scoring import answer_prediction, current_model
+from app.scoring import answer_request_body, current_model
 from app.service import service
-from app.validation import ValidationFailed, validate_feedback, validate_request
+from app.validation import ValidationFailed, validate_feedback
 from training.follower_status import registry_status
 
 logger = logging.getLogger(__name__)
@@ -55,15 +55,8 @@ def predict() -> Any:
     """Score one applicant, or {"instances": [...]}, with the production model. Most
     requests are answered before they reach Flask (app/predict_fast_path.py); this view
     answers the rest, and every error."""
-    data = read_json_body()
-    state = service()
-    with state.scoring_gate.admit(len(data)):  # large requests: one at a time
-        try:
-            valid = validate_request(json_body.document(data),
-                                     current_app.config["MAX_BATCH_SIZE"])
-        except ValidationFailed as error:
-            raise invalid_fields(error.fields) from None
-        return json_body.response(*answer_prediction(state, valid, g.get("request_id")))
+    return json_body.response(*answer_request_body(
+        service(), read_json_body(), current_app.config["MAX_BATCH_SIZE"], g.get("request_id")))
 
 
 @bp.get("/api/v1/model")

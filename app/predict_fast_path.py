@@ -10,7 +10,7 @@ Answered here: a POST with a JSON content type and a Content-Length within
 MAX_PREDICT_BYTES, whatever its body - a prediction, or the same error answer Flask gives
 (malformed JSON 400, a field that breaks the schema 422, no model 503, the prediction log
 refusing the rows 503, a bug 500 logged with its traceback), from the same functions
-(`json_body.document`, `invalid_fields`, `error_body`) and written by Flask's JSON provider.
+(`answer_request_body`, `error_body`) and written by Flask's JSON provider.
 Handed to Flask untouched: any other method, content type or length (a chunked, empty,
 oversized or cut-short body: 415, 413, 400 are Flask's own), so that HTTP's edge cases
 have one source.
@@ -33,12 +33,11 @@ from typing import Any
 from flask import Flask, signals
 
 from app import json_body
-from app.errors import (UNEXPECTED_MESSAGE, ApiError, error_body, invalid_fields,
+from app.errors import (UNEXPECTED_MESSAGE, ApiError, error_body,
                         log_unexpected)
 from app.request_id import HEADER, assign_request_id, echo_request_id, request_id_for
-from app.scoring import answer_prediction
+from app.scoring import answer_request_body
 from app.service import EXTENSION_KEY, Service
-from app.validation import ValidationFailed, validate_request
 
 logger = logging.getLogger(__name__)
 
@@ -110,18 +109,9 @@ class PredictFastPath:
         if data is None:
             return self.wsgi_app(environ, start_response)
         request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID"))
-        with self.state.scoring_gate.admit(len(data)):  # large requests: one at a time
-            return self._answer(environ, start_response, started, request_id, data)
-
-    def _answer(self, environ: dict[str, Any], start_response: StartResponse, started: float,
-                request_id: str, data: bytes) -> Iterable[bytes]:
-        """The answer to a request whose body was read: a prediction or an error."""
         try:
-            try:
-                valid = validate_request(json_body.document(data), self.max_batch_size)
-            except ValidationFailed as error:
-                raise invalid_fields(error.fields) from None
-            body, headers = answer_prediction(self.state, valid, request_id)
+            body, headers = answer_request_body(self.state, data, self.max_batch_size,
+                                                request_id)
         except ApiError as error:
             return self._error(environ, start_response, started, request_id, error.status,
                                error_body(error.status, error.message, error.fields,

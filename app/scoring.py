@@ -1,6 +1,6 @@
 """Score validated rows with the serving model, then log, count and watch them.
 
-The scoring route (its Flask view and its fast path) calls `answer_prediction`, the form
+The scoring route (its Flask view and its fast path) calls `answer_request_body`, the form
 `score_rows`; it holds one model reference for the whole request, so a swap in the middle
 never mixes two versions in one answer. Nothing here reads Flask's request context.
 """
@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from app.canary import ActiveCanary
-from app.errors import ApiError
+from app import json_body
+from app.errors import ApiError, invalid_fields
 from app.model_holder import MODEL_ARM_HEADER, MODEL_VERSION_HEADER
 from app.prediction_log import utc_now
 from app.request_id import new_request_id
 from app.service import Service, service
-from app.validation import ScoringRequest
+from app.validation import ScoringRequest, ValidationFailed, validate_request
 from training.artifact import LoadedModel
 from training.canary_release import CANARY_ARM, PRODUCTION_ARM, SHADOW
 from training.fast_scorer import Columns
@@ -102,6 +103,19 @@ def rounded_probabilities(probabilities: np.ndarray) -> list[float]:
     for index in np.flatnonzero(0.5 - np.abs(scaled - nearest) < 1e-6).tolist():
         result[index] = round(values[index], ANSWER_DECIMALS)
     return result
+
+
+def answer_request_body(state: Service, data: bytes, max_batch_size: int,
+                        trace_id: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The scoring route's answer to a request body read whole: its JSON body and headers;
+    ApiError 400 (not JSON), 422 (not the schema) or 503. A large body is parsed, scored
+    and logged under the worker's gate (app/scoring_gate.py), one at a time."""
+    with state.scoring_gate.admit(len(data)):
+        try:
+            valid = validate_request(json_body.document(data), max_batch_size)
+        except ValidationFailed as error:
+            raise invalid_fields(error.fields) from None
+        return answer_prediction(state, valid, trace_id)
 
 
 def answer_prediction(state: Service, valid: ScoringRequest,
